@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redflag.adapters.wiring import ingest_service
-from redflag.events import EventBatch, IngestResponse
+from redflag.events import ErrorBody, EventBatch, IngestResponse
 from redflag.http import register_error_handlers
 from redflag.observability import count_outcomes, logger, metrics, tracer
 
@@ -17,8 +17,23 @@ register_error_handlers(app)
 service = ingest_service()
 
 
-@app.post("/v1/events", summary="Post task events", status_code=202, tags=["events"])
-def post_events(batch: Annotated[EventBatch, Body(description="1-100 events, or one bare event")]) -> Response[IngestResponse]:
+def _doc(description: str, model: type) -> dict:
+    return {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}
+
+
+@app.post(
+    "/v1/events",
+    summary="Post task events",
+    tags=["events"],
+    responses={
+        202: _doc("One result per event, in order", IngestResponse),
+        400: _doc("The body is not JSON", ErrorBody),
+        422: _doc("The envelope is invalid; the message names the field", ErrorBody),
+    },
+)
+def post_events(
+    batch: Annotated[EventBatch, Body(description="1-100 events, or one bare event")],
+) -> Response[IngestResponse]:
     result = service.ingest(batch.events)
     count_outcomes(result)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=result.model_dump(mode="json"))

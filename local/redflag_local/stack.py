@@ -135,9 +135,7 @@ class LocalStack:
         for name, folder in self.template.functions.items():
             self.handlers[name] = self._import(name, folder / "app.py")
         self.table_name = self.physical["TimersTable"]
-        self.stream_arn = boto3.client("dynamodb").describe_table(TableName=self.table_name)["Table"][
-            "LatestStreamArn"
-        ]
+        self.stream_arn = boto3.client("dynamodb").describe_table(TableName=self.table_name)["Table"]["LatestStreamArn"]
         return self
 
     def stop(self) -> None:
@@ -231,13 +229,18 @@ class LocalStack:
                 record["dynamodb"]["ApproximateCreationDateTime"] = approx.timestamp()
         return records
 
+    def filter_stream(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records the template's FilterCriteria let through to the alerts function."""
+        function = self.template.function_for("timers_to_alerts")
+        patterns = [EventPattern(None, p) for p in self.template.stream_filters(function)]
+        return [r for r in records if any(p.matches_event(r) for p in patterns)]
+
     def deliver_stream(self, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Run the alerts function on the stream as its event source mapping would:
         only records passing the template's filter criteria, in batches of its BatchSize."""
         function = self.template.function_for("timers_to_alerts")
         records = self.read_stream() if records is None else records
-        patterns = [EventPattern(None, p) for p in self.template.stream_filters(function)]
-        passing = [r for r in records if any(p.matches_event(r) for p in patterns)]
+        passing = self.filter_stream(records)
         size = int(self.template.function_event(function, "DynamoDB").get("BatchSize", 100))
         responses = []
         for i in range(0, len(passing), size):

@@ -37,7 +37,10 @@ class UserInfo(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    email: Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s<>\r\n]+@[^@\s<>\r\n]+\.[^@\s<>\r\n]+$")] | None = None
+    email: (
+        Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s<>\r\n]+@[^@\s<>\r\n]+\.[^@\s<>\r\n]+$")]
+        | None
+    ) = None
     name: ShortText | None = None
     segment: Annotated[str, StringConstraints(max_length=64)] | None = None
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -117,3 +120,15 @@ def describe_errors(errors: list[dict[str, Any]]) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx of the API: a message naming the field(s), and the list behind it."""
+
+    message: str
+    errors: list[FieldError] | None = None

@@ -44,7 +44,9 @@ class IngestService:
         try:
             event = TaskEvent.model_validate(raw)
         except ValidationError as exc:
-            return EventResult(index=index, status=Outcome.REJECTED, event_id=event_id, reason=describe_errors(exc.errors()))
+            return EventResult(
+                index=index, status=Outcome.REJECTED, event_id=event_id, reason=describe_errors(exc.errors())
+            )
         at = event.occurred_at.timestamp() if event.occurred_at else now
         if at > now + self._skew:
             reason = f"occurred_at: more than {self._skew} seconds in the future"
@@ -70,9 +72,7 @@ class IngestService:
         key = timers.TimerKey(user_id=event.user_id, task=event.task, instance_id=event.instance_id)
         for _ in range(MAX_ATTEMPTS):
             current = self._store.get(key)
-            decision = timers.apply_event(
-                current, key, kind, at, rule, now, event.user, event.properties, self._policy
-            )
+            decision = timers.apply_event(current, key, kind, at, rule, now, event.user, event.properties, self._policy)
             if decision.timer is None and event.event_id is None:
                 return decision.outcome, decision.reason
             try:

@@ -1,4 +1,4 @@
-"""The timer state machine: one item per (user, task, instance). Pure Python, no AWS.
+r"""The timer state machine: one item per (user, task, instance). Pure Python, no AWS.
 
     (none) --started--> open --completed--> completed
       |                  |  \--due, swept--> flagged --completed--> completed (late)
@@ -168,9 +168,7 @@ def apply_event(
                 ),
             )
         if cur.state is TimerState.COMPLETED and not new:
-            return Decision(
-                Outcome.RECORDED, cur.model_copy(update={"last_completed_at": last}), "already completed"
-            )
+            return Decision(Outcome.RECORDED, cur.model_copy(update={"last_completed_at": last}), "already completed")
         # idle or unseen: remember the completion so a late start cannot arm this run
         return Decision(
             Outcome.COMPLETED,

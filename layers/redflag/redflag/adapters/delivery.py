@@ -78,7 +78,9 @@ class IdempotentSender:
 
         @idempotent_function(data_keyword_argument="alert", config=self.config, persistence_store=store)
         def send_once(alert: dict[str, Any]) -> dict[str, str]:
-            parsed: Alert = EmailAlert.model_validate(alert) if alert["channel"] == "user" else CsAlert.model_validate(alert)
+            parsed: Alert = (
+                EmailAlert.model_validate(alert) if alert["channel"] == "user" else CsAlert.model_validate(alert)
+            )
             result = delivery.deliver(parsed)
             logger.info("alert sent", extra={"channel": result["channel"], "message_id": result["message_id"]})
             metrics.add_metric(name=f"AlertsSent{parsed.channel.upper()}", unit="Count", value=1)

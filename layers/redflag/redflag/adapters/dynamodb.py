@@ -37,16 +37,19 @@ class DynamoTimerStore:
         self._client = client or boto3.client("dynamodb")
 
     def get(self, key: timers.TimerKey) -> timers.Timer | None:
-        out = self._client.get_item(
-            TableName=self._table, Key=_av({"pk": key.pk, "sk": key.sk}), ConsistentRead=True
-        )
+        out = self._client.get_item(TableName=self._table, Key=_av({"pk": key.pk, "sk": key.sk}), ConsistentRead=True)
         return timers.from_item(_py(out["Item"])) if "Item" in out else None
 
     def _event_claim(self, event_id: str, now: float) -> dict[str, Any]:
         return {
             "TableName": self._table,
             "Item": _av(
-                {"pk": f"event#{event_id}", "sk": "event", "kind": "event", "expires_at": math.ceil(now + self._event_ttl)}
+                {
+                    "pk": f"event#{event_id}",
+                    "sk": "event",
+                    "kind": "event",
+                    "expires_at": math.ceil(now + self._event_ttl),
+                }
             ),
             "ConditionExpression": "attribute_not_exists(pk)",
         }

@@ -1,0 +1,57 @@
+"""Rules kept as YAML files in rules/ (one file per task: ``<task>.yaml``), checked with the
+same pydantic model the Lambdas use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from redflag.events import TaskName
+from redflag.rules import Rule
+from redflag_local.template import ROOT
+
+RULES_DIR = ROOT / "rules"
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    file: Path
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.reason}"
+
+
+def load_rules(directory: Path = RULES_DIR) -> tuple[dict[str, Rule], list[RuleProblem]]:
+    rules: dict[str, Rule] = {}
+    problems: list[RuleProblem] = []
+    for path in sorted(directory.glob("*.y*ml")):
+        task = path.stem
+        try:
+            TypeAdapter(TaskName).validate_python(task)
+        except ValidationError:
+            problems.append(
+                RuleProblem(path, "(file name)", f"'{task}' is not a task name ^[a-z0-9][a-z0-9_.-]{{0,63}}$")
+            )
+            continue
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            problems.append(RuleProblem(path, "(yaml)", str(exc).replace("\n", " ")))
+            continue
+        try:
+            rules[task] = Rule.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "(rule)"
+                problems.append(RuleProblem(path, field, err["msg"]))
+    return rules, problems
+
+
+def as_parameters(rules: dict[str, Rule]) -> dict[str, str]:
+    """task -> the JSON value stored at ``{RulesPath}/{task}``."""
+    return {task: rule.model_dump_json(exclude_none=True) for task, rule in rules.items()}

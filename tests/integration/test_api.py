@@ -1,0 +1,106 @@
+"""POST /v1/events through the real handler: clear 4xx for a broken envelope, per-event results
+otherwise, and good events are stored whatever their neighbours look like."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.integration.conftest import started
+
+
+def timers_of(stack):
+    return {i["user_id"]: i for i in stack.items() if i.get("kind") == "task"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "names"),
+    [
+        ('{"events": [', 400, "JSON"),
+        ("", 422, "body"),
+        ("[]", 422, "body"),
+        ('{"events": []}', 422, "events"),
+        ('{"evnts": [{"type": "task_started"}]}', 422, "events"),
+        ('{"events": "nope"}', 422, "events"),
+    ],
+)
+def test_a_broken_envelope_is_a_4xx_naming_the_field(stack, body, status, names):
+    code, out = stack.post_events(body, raw=True)
+    assert code == status
+    assert names in out["message"]
+    assert timers_of(stack) == {}
+
+
+def test_101_events_are_refused_whole(stack):
+    code, out = stack.post_events({"events": [started(f"u{i}") for i in range(101)]})
+    assert code == 422 and out["message"].startswith("events:")
+    assert "100" in out["message"]
+
+
+def test_bad_events_are_rejected_one_by_one_and_good_ones_stored(stack):
+    now = stack.clock()
+    future = datetime.fromtimestamp(now + 3600, UTC).isoformat()
+    code, out = stack.post_events(
+        {
+            "events": [
+                started("u-good-1"),
+                {"type": "task_started", "task": "create_landing_page"},  # no user_id
+                started("u-future", occurred_at=future),
+                started("u-big", properties={"blob": "x" * 3000}),
+                started("u-good-2", instance_id="page-7", event_id="e-7"),
+            ]
+        }
+    )
+    assert code == 202
+    results = out["results"]
+    assert [r["status"] for r in results] == ["armed", "rejected", "rejected", "rejected", "armed"]
+    assert results[1]["reason"].startswith("user_id:")
+    assert results[2]["reason"].startswith("occurred_at:")
+    assert results[3]["reason"].startswith("properties:")
+    assert results[4]["event_id"] == "e-7"
+    assert (out["accepted"], out["rejected"]) == (2, 3)
+    assert set(timers_of(stack)) == {"u-good-1", "u-good-2"}
+
+
+def test_a_single_bare_event_is_accepted(stack):
+    code, out = stack.post_events(started("u1"))
+    assert code == 202 and out["results"][0]["status"] == "armed"
+
+
+def test_duplicate_event_id_reported_and_applied_once(stack):
+    code, out = stack.post_events({"events": [started("u1", event_id="e1"), started("u1", event_id="e1")]})
+    assert code == 202 and [r["status"] for r in out["results"]] == ["armed", "duplicate"]
+    assert timers_of(stack)["u1"]["version"] == 1
+
+
+def test_unknown_task_ignored_failed_and_active_recorded(stack):
+    code, out = stack.post_events(
+        {
+            "events": [
+                {"type": "task_started", "task": "no_such_rule", "user_id": "u1"},
+                {"type": "task_failed", "task": "create_landing_page", "user_id": "u1"},
+                {"type": "user_active", "task": "create_landing_page", "user_id": "u1"},
+            ]
+        }
+    )
+    assert code == 202 and [r["status"] for r in out["results"]] == ["ignored", "recorded", "recorded"]
+    items = {i["sk"]: i for i in stack.items() if i["pk"] == "u1"}
+    assert items["task#create_landing_page#default"]["failures"] == 1
+    assert items["user"]["active_events"] == 1
+
+
+def test_an_invalid_rule_only_affects_its_own_task(stack):
+    stack.put_rules({"broken": '{"label": "no threshold"}'})
+    code, out = stack.post_events(
+        {"events": [{"type": "task_started", "task": "broken", "user_id": "u1"}, started("u2")]}
+    )
+    assert code == 202 and [r["status"] for r in out["results"]] == ["ignored", "armed"]
+    assert "invalid" in out["results"][0]["reason"] and "threshold_seconds" in out["results"][0]["reason"]
+
+
+def test_rules_are_cached_on_a_warm_lambda(stack):
+    provider = stack.handlers["EventsToTimersFunction"].service._rules._provider
+    calls = []
+    provider.client.meta.events.register("before-call.ssm.GetParametersByPath", lambda **kw: calls.append(1))
+    for i in range(5):
+        stack.post_events({"events": [started(f"u{i}-{j}") for j in range(10)]})
+    assert len(calls) <= 1  # 50 events, at most one SSM read (the first may already be cached)

@@ -1,0 +1,20 @@
+"""The OpenAPI document is generated from the handler; the committed copy must not drift."""
+
+import json
+
+from redflag_local.openapi import generate
+from redflag_local.template import ROOT
+
+
+def test_committed_openapi_matches_the_handler():
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert json.loads(generate()) == committed, "docs/openapi.json is stale: run `make openapi`"
+
+
+def test_openapi_documents_the_contract():
+    doc = json.loads(generate())
+    post = doc["paths"]["/v1/events"]["post"]
+    assert set(post["responses"]) >= {"202", "400", "422"}
+    events = doc["components"]["schemas"]["EventBatch"]["properties"]["events"]
+    assert (events["minItems"], events["maxItems"]) == (1, 100)
+    assert events["items"]["required"] == ["type", "task", "user_id"]

@@ -1,0 +1,33 @@
+"""Each sample in events/ (the shapes `sam local invoke -e` takes) goes through its handler."""
+
+import json
+
+import pytest
+
+from redflag_local.stack import ROOT
+
+SAMPLES = sorted(p.relative_to(ROOT / "events").as_posix() for p in (ROOT / "events").rglob("*.json"))
+
+
+def expectation(stack, sample):
+    alerts = (len(stack.emails()), len(stack.cs_alerts()))
+    return {
+        "events_to_timers/post_events.json": lambda out: out["statusCode"] == 202,
+        "events_to_timers/post_single_event.json": lambda out: out["statusCode"] == 202,
+        "events_to_timers/post_malformed_json.json": lambda out: out["statusCode"] == 400,
+        "sweep_due_timers/scheduled.json": lambda out: set(out) == {"due", "flagged", "lost_races"},
+        "timers_to_alerts/ttl_expired_open_timer.json": lambda out: alerts == (1, 1),
+        "timers_to_alerts/sweeper_flagged_timer.json": lambda out: alerts == (1, 1),
+        "timers_to_alerts/ttl_removed_flagged_timer.json": lambda out: alerts == (0, 0),
+        "timers_to_alerts/ttl_removed_completed_timer.json": lambda out: alerts == (0, 0),
+        "timers_to_alerts/user_deleted_open_timer.json": lambda out: alerts == (0, 0),
+    }[sample]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_sample_goes_through_its_handler(stack, sample):
+    folder = sample.split("/")[0]
+    out = stack.invoke(stack.template.function_for(folder), json.loads((ROOT / "events" / sample).read_text()))
+    if folder == "timers_to_alerts":
+        assert out == {"batchItemFailures": []}
+    assert expectation(stack, sample)(out), out

@@ -1,0 +1,103 @@
+"""Ingest, sweep and alerting services on in-memory fakes: the behaviour, without AWS."""
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from redflag.alerting import AlertingService
+from redflag.events import Outcome
+from redflag.ingest import IngestService
+from redflag.sweeping import SweepService
+from redflag.timers import TimerKey, TimerState, to_item
+from tests.fakes import MemoryTimerStore, RecordingSender, StaticRules
+
+T0 = 1_800_000_000.0
+RULES = {"create_landing_page": json.dumps({"label": "creating a landing page", "threshold_seconds": 900})}
+
+
+class Clock:
+    def __init__(self):
+        self.t = T0
+
+    def __call__(self):
+        return self.t
+
+
+def make():
+    store, clock = MemoryTimerStore(), Clock()
+    return IngestService(store, StaticRules(RULES), clock), store, clock
+
+
+def ev(kind, user_id="u1", **extra):
+    return {"type": kind, "task": "create_landing_page", "user_id": user_id} | extra
+
+
+def statuses(response):
+    return [r.status for r in response.results]
+
+
+def test_one_bad_event_never_drops_its_good_neighbours():
+    service, store, _ = make()
+    out = service.ingest([ev("task_started", "a"), {"type": "nope"}, "not an object", ev("task_started", "b")])
+    assert statuses(out) == [Outcome.ARMED, Outcome.REJECTED, Outcome.REJECTED, Outcome.ARMED]
+    assert out.accepted == 2 and out.rejected == 2
+    assert {k.user_id for k in store.timers} == {"a", "b"}
+
+
+def test_future_timestamps_are_rejected_beyond_five_minutes():
+    service, _, _ = make()
+    soon = datetime.fromtimestamp(T0 + 299, UTC).isoformat()
+    late = datetime.fromtimestamp(T0 + 301, UTC).isoformat()
+    out = service.ingest([ev("task_started", "a", occurred_at=soon), ev("task_started", "b", occurred_at=late)])
+    assert statuses(out) == [Outcome.ARMED, Outcome.REJECTED]
+    assert "occurred_at" in out.results[1].reason
+
+
+def test_repeated_event_id_is_applied_once():
+    service, store, _ = make()
+    first = service.ingest([ev("task_started", event_id="e1")])
+    again = service.ingest([ev("task_started", event_id="e1"), ev("task_completed", event_id="e1")])
+    assert statuses(first) == [Outcome.ARMED]
+    assert statuses(again) == [Outcome.DUPLICATE, Outcome.DUPLICATE]
+    assert store.get(TimerKey(user_id="u1", task="create_landing_page")).state is TimerState.OPEN
+
+
+def test_unknown_task_is_ignored_and_user_active_is_recorded():
+    service, store, _ = make()
+    out = service.ingest([ev("task_started") | {"task": "unknown"}, ev("user_active")])
+    assert statuses(out) == [Outcome.IGNORED, Outcome.RECORDED]
+    assert store.activity["u1"][1] == 1
+
+
+def test_rules_are_read_once_per_request_not_per_event():
+    store, clock = MemoryTimerStore(), Clock()
+    rules = StaticRules(RULES)
+    IngestService(store, rules, clock).ingest([ev("task_started", f"u{i}") for i in range(50)])
+    assert rules.reads == 1
+
+
+def test_sweep_then_alert_exactly_once_even_if_the_change_is_delivered_twice():
+    service, store, clock = make()
+    service.ingest([ev("task_started", "a", user={"email": "a@x.co"}), ev("task_started", "b")])
+    service.ingest([ev("task_completed", "b")])
+    clock.t += 900
+    report = SweepService(store, store.shards).sweep(clock())
+    assert report.flagged == 1
+    sender = RecordingSender()
+    alerting = AlertingService(sender, clock)
+    timer = store.get(TimerKey(user_id="a", task="create_landing_page"))
+    old = to_item(timer.model_copy(update={"state": TimerState.OPEN}), 4)
+    for _ in range(2):  # a retried batch
+        alerting.handle_change("MODIFY", False, old, to_item(timer, 4))
+    assert [a.channel for a in sender.sent] == ["user", "cs"]
+    assert SweepService(store, store.shards).sweep(clock() + 60).flagged == 0
+
+
+def test_domain_imports_without_boto3():
+    code = (
+        "import sys; sys.modules['boto3'] = None; sys.modules['botocore'] = None\n"
+        "import redflag.timers, redflag.rules, redflag.events, redflag.alerts, redflag.ingest, "
+        "redflag.alerting, redflag.sweeping"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
