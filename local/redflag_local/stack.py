@@ -15,6 +15,7 @@ import os
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -104,7 +105,7 @@ class LocalStack:
         self.env_overrides = env_overrides or {}
         self._mock = mock_aws()
         self._ttl_deleted: set[tuple[str, str]] = set()
-        self._iterators: dict[str, str] = {}
+        self._stream_position: dict[str, str] = {}  # shard id -> last sequence number read
         self.handlers: dict[str, ModuleType] = {}
         self.function_env: dict[str, dict[str, str]] = {}
 
@@ -135,8 +136,16 @@ class LocalStack:
         for name, folder in self.template.functions.items():
             self.handlers[name] = self._import(name, folder / "app.py")
         self.table_name = self.physical["TimersTable"]
-        self.stream_arn = boto3.client("dynamodb").describe_table(TableName=self.table_name)["Table"]["LatestStreamArn"]
+        self.stream_arn = self.ddb.describe_table(TableName=self.table_name)["Table"]["LatestStreamArn"]
         return self
+
+    @cached_property
+    def ddb(self) -> Any:
+        return boto3.client("dynamodb")
+
+    @cached_property
+    def streams(self) -> Any:
+        return boto3.client("dynamodbstreams")
 
     def stop(self) -> None:
         clock.set_clock(None)
@@ -195,9 +204,30 @@ class LocalStack:
                     deleted += 1
         return deleted
 
+    def ttl_delete(self, pk: str, sk: str) -> None:
+        """TTL deleting one item now, whatever its state (e.g. a delete racing the sweeper's flag)."""
+        self.ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+        self._ttl_deleted.add((pk, sk))
+
+    def expire_ttl_item(self, pk: str, sk: str) -> bool:
+        """TTL reaching one item now (each item on its own lateness): delete it only if it is still
+        expired, as TTL does, so an item whose ``expires_at`` moved on (completed, flagged) stays."""
+        ddb = self.ddb
+        try:
+            ddb.delete_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                ConditionExpression="expires_at <= :now",
+                ExpressionAttributeValues={":now": {"N": str(self.clock())}},
+            )
+        except ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        self._ttl_deleted.add((pk, sk))
+        return True
+
     def delete_item(self, pk: str, sk: str) -> None:
         """A delete by a person or a script: not TTL, so it must never alert."""
-        boto3.client("dynamodb").delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+        self.ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
     def sweep(self) -> dict[str, Any]:
         event = sample_event("sweep_due_timers/scheduled.json")
@@ -205,18 +235,24 @@ class LocalStack:
 
     def read_stream(self) -> list[dict[str, Any]]:
         """New stream records, shaped as Lambda receives them (eventSourceARN, TTL identity)."""
-        streams = boto3.client("dynamodbstreams")
+        streams = self.streams
         shards = streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
         records: list[dict[str, Any]] = []
         for shard in shards:
             sid = shard["ShardId"]
-            if sid not in self._iterators:
-                self._iterators[sid] = streams.get_shard_iterator(
-                    StreamArn=self.stream_arn, ShardId=sid, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-            out = streams.get_records(ShardIterator=self._iterators[sid])
-            self._iterators[sid] = out["NextShardIterator"]
-            records.extend(out["Records"])
+            # A fresh iterator from our last position every time: when a transaction fails, moto
+            # restores a deep copy of the table, and iterators taken before then read a dead shard.
+            where = {"ShardIteratorType": "TRIM_HORIZON"}
+            if sid in self._stream_position:
+                where = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._stream_position[sid]}
+            iterator = streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=sid, **where)["ShardIterator"]
+            while True:  # get_records returns at most 1,000 records a call: read to the end
+                out = streams.get_records(ShardIterator=iterator)
+                iterator = out["NextShardIterator"]
+                records.extend(out["Records"])
+                if not out["Records"]:
+                    break
+                self._stream_position[sid] = out["Records"][-1]["dynamodb"]["SequenceNumber"]
         for record in records:
             record["eventSourceARN"] = self.stream_arn
             keys = record["dynamodb"]["Keys"]
@@ -258,13 +294,14 @@ class LocalStack:
 
     # --- what was delivered ------------------------------------------------------------------
 
-    def emails(self) -> list[dict[str, Any]]:
+    def emails(self, since: int = 0) -> list[dict[str, Any]]:
+        """Emails SES sent (the ``since`` first ones skipped), parsed from their raw MIME."""
         from email import message_from_bytes, policy
 
         from moto.ses.models import ses_backends
 
         out = []
-        for sent in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages:
+        for sent in ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages[since:]:
             msg = message_from_bytes(sent.raw_data.encode(), policy=policy.default)
             out.append(
                 {
@@ -277,14 +314,18 @@ class LocalStack:
             )
         return out
 
-    def cs_alerts(self) -> list[dict[str, Any]]:
+    def cs_alerts(self, since: int = 0) -> list[dict[str, Any]]:
         from moto.sns.models import sns_backends
 
         topic = sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics[self.physical["AlertTopic"]]
         return [
             {"subject": subject, "message": json.loads(message), "attributes": attrs}
-            for _id, message, subject, attrs, _group in topic.sent_notifications
+            for _id, message, subject, attrs, _group in topic.sent_notifications[since:]
         ]
+
+    def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        out = self.ddb.get_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+        return {k: _de.deserialize(v) for k, v in out["Item"].items()} if "Item" in out else None
 
     def items(self) -> list[dict[str, Any]]:
         ddb = boto3.client("dynamodb")

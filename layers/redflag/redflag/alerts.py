@@ -122,6 +122,7 @@ def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
         "label": rule.label,
         "user_id": timer.key.user_id,
         "instance_id": timer.key.instance_id,
+        "run_id": timer.run_id,
         "user": timer.user.model_dump(exclude_none=True),
         "started_at": _iso(timer.started_at),
         "due_at": _iso(timer.due_at),

@@ -14,6 +14,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 from aws_lambda_powertools.utilities.idempotency import (
@@ -36,7 +37,9 @@ def build_mime(alert: EmailAlert, sender: str, reply_to: str | None = None) -> b
     msg["Subject"] = alert.subject
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
-    msg["X-RedFlag-Alert"] = alert.alert_id.replace('"', "")
+    # which run this is, for tracing and dedupe downstream: quoted parts, so nothing a user typed
+    # can end the header
+    msg["X-RedFlag-Alert"] = "/".join(quote(str(part), safe="") for part in json.loads(alert.alert_id))
     msg.set_content(alert.text)
     msg.add_alternative(alert.html, subtype="html")
     return msg.as_bytes()
