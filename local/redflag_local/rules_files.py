@@ -11,9 +11,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from redflag.events import TaskName
 from redflag.rules import Rule
-from redflag_local.template import ROOT
 
-RULES_DIR = ROOT / "rules"
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"  # the repo's rules/ (template.ROOT / "rules")
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,14 @@ class RuleProblem:
 def load_rules(directory: Path = RULES_DIR) -> tuple[dict[str, Rule], list[RuleProblem]]:
     rules: dict[str, Rule] = {}
     problems: list[RuleProblem] = []
+    seen: dict[str, Path] = {}
     for path in sorted(directory.glob("*.y*ml")):
         task = path.stem
+        if task in seen:  # rules/x.yaml and rules/x.yml: which one would win is not obvious
+            problems.append(RuleProblem(path, "(file name)", f"task '{task}' is also defined in {seen[task].name}"))
+            rules.pop(task, None)
+            continue
+        seen[task] = path
         try:
             TypeAdapter(TaskName).validate_python(task)
         except ValidationError:

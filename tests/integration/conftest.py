@@ -1,4 +1,16 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
+import yaml
 
 from redflag_local.stack import LocalStack
 
@@ -20,3 +32,71 @@ def started(user_id, email=None, name=None, **extra):
 
 def completed(user_id, **extra):
     return {"type": "task_completed", "task": "create_landing_page", "user_id": user_id} | extra
+
+
+# --- `redflag serve` as a real subprocess, shared by the CLI tests ------------------------------
+
+QUICK = {"label": "a quick task", "threshold_seconds": 1}  # red flag one second after the start
+
+
+@dataclass
+class Served:
+    url: str  # http://127.0.0.1:<port>
+    outbox: Path
+    log: Path
+    process: subprocess.Popen
+
+    def post(self, body, path="/v1/events", method="POST", headers=None):
+        """(status, parsed JSON body, headers) from a real HTTP request."""
+        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        data = data.encode() if isinstance(data, str) else data
+        hdrs = {"Content-Type": "application/json"} | (headers or {})
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null"), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null"), dict(exc.headers)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """`python -m redflag_local.cli serve` on a free port, with a 1-second rule; always stopped."""
+    base = tmp_path_factory.mktemp("serve")
+    rules = base / "rules"
+    rules.mkdir()
+    (rules / "quick.yaml").write_text(yaml.safe_dump(QUICK))
+    log = base / "serve.log"
+    port = free_port()
+    cmd = [sys.executable, "-m", "redflag_local.cli", "serve", "--port", str(port)]
+    cmd += ["--outbox", str(base / "outbox"), "--rules-dir", str(rules)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"COLUMNS": "200"})
+    server = Served(f"http://127.0.0.1:{port}", base / "outbox", log, process)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"redflag serve exited:\n{server.output()}"
+            try:
+                with urllib.request.urlopen(server.url + "/local/rules", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, f"redflag serve did not answer in 60 s:\n{server.output()}"
+                time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

@@ -1,0 +1,116 @@
+"""`redflag serve` as a real process: HTTP in, the deployed API's answers out, and a red flag in real
+time as an .eml and a .json file in the outbox."""
+
+import json
+import socket
+import time
+from email import message_from_bytes, policy
+
+from typer.testing import CliRunner
+
+from redflag_local.cli import app
+from redflag_local.serve import LocalServer
+from tests.integration.conftest import started
+
+
+def wait_for_files(folder, pattern, predicate, timeout=30.0):
+    """The files matching ``pattern`` for which ``predicate(path)`` holds, polled up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [p for p in sorted(folder.glob(pattern)) if predicate(p)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_a_started_task_left_open_becomes_an_email_and_a_cs_alert(served):
+    event = started("u-serve-1", email="ada.serve@example.com", name="Ada Serve", task="quick", event_id="e-serve-1")
+    posted = time.monotonic()
+    status, body, headers = served.post(event)
+    assert status == 202, body
+    assert body["results"] == [{"index": 0, "status": "armed", "event_id": "e-serve-1", "reason": None}]
+    assert headers["Content-Type"] == "application/json"
+
+    emails = wait_for_files(served.outbox, "*.eml", lambda p: b"u-serve-1/quick/" in p.read_bytes())
+    cs = wait_for_files(served.outbox, "*.json", lambda p: '"user_id": "u-serve-1"' in p.read_text())
+    took = time.monotonic() - posted
+    assert len(emails) == 1 and len(cs) == 1, f"no alert after {took:.1f} s:\n{served.output()}"
+    assert took < 15  # threshold 1 s + about one tick of the clock
+
+    mail = message_from_bytes(emails[0].read_bytes(), policy=policy.default)
+    assert mail["To"].addresses[0].addr_spec == "ada.serve@example.com"
+    assert "a quick task" in mail["Subject"]
+    assert "Hi Ada," in mail.get_body(("plain",)).get_content()
+    alert = json.loads(cs[0].read_text())
+    assert alert["message"]["task"] == "quick" and alert["attributes"]["user_id"] == "u-serve-1"
+    assert sorted(p.name for p in served.outbox.iterdir()) == sorted(
+        p.name for p in served.outbox.iterdir() if not p.name.startswith(".")
+    )  # no half-written files left behind
+
+    log = served.output()
+    assert "user=u-serve-1" in log and "task=quick" in log
+    assert "ada.serve@example.com" not in log and "Ada Serve" not in log  # ids only, no PII
+
+
+ERROR_CASES = [
+    ('{"events": [', "/v1/events", "POST"),  # not JSON: 400
+    ("", "/v1/events", "POST"),  # no body: 422
+    ('{"events": []}', "/v1/events", "POST"),
+    ('{"evnts": [{"type": "task_started"}]}', "/v1/events", "POST"),
+    (json.dumps({"events": [started(f"u{i}") for i in range(101)]}), "/v1/events", "POST"),  # 101: 422
+    (None, "/v1/events", "GET"),  # other methods and paths: what the resolver answers
+    ("{}", "/v2/events", "POST"),
+]
+
+
+def test_errors_are_the_handlers_own_answers(served, stack):
+    """The same request through HTTP and straight into the handler (as LocalStack.post_events does)."""
+    for body, path, method in ERROR_CASES:
+        status, out, headers = served.post(body, path=path, method=method)
+        if path == "/v1/events" and method == "POST":
+            expected = stack.post_events(body, raw=True)
+        else:
+            expected = (404, {"message": "not found: POST /v1/events is the only route"})
+        assert (status, out) == expected, (method, path, (body or "")[:40])
+        assert headers["Content-Type"] == "application/json"
+
+
+def test_the_4xx_bodies(served):
+    status, out, _ = served.post('{"events": [')
+    assert (status, out) == (400, {"message": "body: not valid JSON"})
+    status, out, _ = served.post({"events": [started(f"u{i}") for i in range(101)]})
+    assert status == 422 and out["message"].startswith("events:") and "100" in out["message"]
+    assert out["errors"][0]["field"] == "events"
+
+
+def test_bad_events_are_rejected_one_by_one(served):
+    status, out, _ = served.post(
+        {"events": [started("u-serve-2", task="no_rule_here"), {"type": "task_started", "task": "quick"}]}
+    )
+    assert status == 202
+    assert [r["status"] for r in out["results"]] == ["ignored", "rejected"]
+    assert out["results"][1]["reason"].startswith("user_id:")
+    assert (out["accepted"], out["rejected"]) == (1, 1)
+
+
+def test_an_api_key_is_required_when_given(tmp_path):
+    server = LocalServer({}, tmp_path / "outbox", api_key="k-123")  # not started: the key is checked first
+    answer = server.handle("POST", "/v1/events", [("Content-Type", "application/json")], b"{}", "127.0.0.1")
+    assert (answer.status, json.loads(answer.body)) == (403, {"message": "Forbidden"})
+    answer = server.handle("POST", "/v1/events", [("X-Api-Key", "wrong")], b"{}", "127.0.0.1")
+    assert answer.status == 403
+
+
+def test_serve_refuses_to_start_on_bad_rules_or_a_busy_port(tmp_path):
+    bad = tmp_path / "rules"
+    bad.mkdir()
+    (bad / "bad.yaml").write_text("label: x\nthreshold_seconds: 0\n")
+    result = CliRunner().invoke(app, ["serve", "--rules-dir", str(bad), "--outbox", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "bad.yaml: threshold_seconds: Input should be greater than 0" in result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(port), "--outbox", str(tmp_path / "o")])
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
