@@ -28,6 +28,7 @@ def _doc(description: str, model: type) -> dict:
     responses={
         202: _doc("One result per event, in order", IngestResponse),
         400: _doc("The body is not JSON", ErrorBody),
+        415: _doc("The content type is not JSON", ErrorBody),
         422: _doc("The envelope is invalid; the message names the field", ErrorBody),
     },
 )

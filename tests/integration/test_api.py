@@ -1,10 +1,12 @@
 """POST /v1/events through the real handler: clear 4xx for a broken envelope, per-event results
 otherwise, and good events are stored whatever their neighbours look like."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
+from redflag_local.stack import ROOT
 from tests.integration.conftest import started
 
 
@@ -104,3 +106,15 @@ def test_rules_are_cached_on_a_warm_lambda(stack):
     for i in range(5):
         stack.post_events({"events": [started(f"u{i}-{j}") for j in range(10)]})
     assert len(calls) <= 1  # 50 events, at most one SSM read (the first may already be cached)
+
+
+def test_a_form_body_is_a_415_that_echoes_nothing(stack):
+    event = json.loads((ROOT / "events" / "events_to_timers" / "post_events.json").read_text())
+    event["headers"]["Content-Type"] = event["multiValueHeaders"]["Content-Type"][0] = (
+        "application/x-www-form-urlencoded"
+    )
+    event["body"] = '{"type":"task_started","task":"t","user_id":"u","user":{"email":"ada@example.com"}}'
+    out = stack.invoke("EventsToTimersFunction", event)
+    assert out["statusCode"] == 415
+    assert "ada@example.com" not in out["body"]
+    assert timers_of(stack) == {}

@@ -28,7 +28,7 @@ def one_line(text: str, limit: int = 200) -> str:
 def humanize(seconds: float) -> str:
     minutes = round(seconds / 60)
     if seconds < 120:
-        return f"{round(seconds)} seconds"
+        return f"{round(seconds)} second" + ("" if round(seconds) == 1 else "s")
     if minutes < 120 and minutes % 60:
         return f"{minutes} minutes"
     hours = round(seconds / 3600, 1)

@@ -113,13 +113,15 @@ class IngestResponse(BaseModel):
     rejected: int
 
 
+def field_of(error: dict[str, Any]) -> str:
+    """``user.email`` for a pydantic error; parts are clipped so a location never echoes a payload."""
+    parts = [str(p) if len(str(p)) <= 64 else "…" for p in error.get("loc", ()) if p != "body"]
+    return ".".join(parts) or "body"
+
+
 def describe_errors(errors: list[dict[str, Any]]) -> str:
     """Turn pydantic errors into one line that names each field: ``user.email: ...``."""
-    parts = []
-    for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
+    return "; ".join(f"{field_of(err)}: {err.get('msg', 'invalid')}" for err in errors)
 
 
 class FieldError(BaseModel):
