@@ -1,4 +1,6 @@
-"""Every minute (EventBridge schedule): flag open timers past due, well before TTL would."""
+"""Every minute (EventBridge schedule): flag open timers past due, well before TTL would.
+
+One run makes SWEEPS_PER_MINUTE passes spread over the minute (default 3: every 20 s)."""
 
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -7,8 +9,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redflag import clock
 from redflag.adapters.wiring import sweep_service
 from redflag.observability import logger, metrics, tracer
+from redflag.settings import get_settings
 
 service = sweep_service()
+passes = get_settings().sweeps_per_minute
 
 
 @logger.inject_lambda_context
@@ -16,7 +20,7 @@ service = sweep_service()
 @tracer.capture_lambda_handler
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict:
-    report = service.sweep(clock.now())
+    report = service.run(passes, 60, clock.now, clock.sleep)
     metrics.add_metric(name="TimersFlagged", unit="Count", value=report.flagged)
     logger.info("sweep done", extra=report.model_dump())
     return report.model_dump()

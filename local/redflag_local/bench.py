@@ -30,7 +30,8 @@ from typing import Any
 from redflag.timers import TimerKey
 from redflag_local.stack import LocalStack
 
-SWEEP_EVERY = 60  # the template's default SweepSchedule: rate(1 minute)
+SWEEP_EVERY = 60  # the template's default SweepSchedule: rate(1 minute); each run makes
+# SweepsPerMinute passes (default 3, every 20 s), waiting in between as the deployed function does
 THRESHOLDS = (2 * 60, 40 * 60)  # each bench rule's threshold_seconds: uniform, whole seconds
 RULES = 40  # tasks (one SSM rule each); every timer picks one at random
 START_WINDOW = 30 * 60  # starts are uniform over this window
@@ -39,6 +40,7 @@ TTL_LATENESS = (8 * 60, 30 * 60)  # TTL deletes an item uniformly 8-30 min after
 # Stream write -> alerts handler running: the record reaching the stream and the event source
 # mapping's poll (4 polls/s per shard) ~0-1 s, plus MaximumBatchingWindowInSeconds = 1 (template).
 DELIVERY_DELAY = (1.0, 2.0)  # uniform, seconds, drawn per write (a sweep, or one TTL delete)
+PASS_EVERY = SWEEP_EVERY // 3  # SweepsPerMinute = 3 (the template's default)
 BATCH = 100  # events per POST /v1/events (the API maximum)
 GET_RECORDS_MAX = 1000  # records per DynamoDB Streams GetRecords call (moto's default too)
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
@@ -136,11 +138,12 @@ def simulate(
         def at(when: float, kind: int, payload: Any = None) -> None:
             heapq.heappush(agenda, (when, kind, next(seq), payload))
 
-        # events are posted at the end of the simulated minute they happen in, with their occurred_at
+        # events are posted at the end of the 20 s slot they happen in (the sweeper's pass times),
+        # with their occurred_at, so a completion always reaches the table before the next pass
         posts: dict[int, list[dict[str, Any]]] = {}
         for timer in planned:
             for when, event in _events(timer, t0):
-                posts.setdefault(math.ceil(when / SWEEP_EVERY) * SWEEP_EVERY, []).append(event)
+                posts.setdefault(math.ceil(when / PASS_EVERY) * PASS_EVERY, []).append(event)
         for when, events in posts.items():
             for i in range(0, len(events), BATCH):
                 at(when, POST, events[i : i + BATCH])
@@ -152,29 +155,40 @@ def simulate(
             at(timer.due + timer.ttl_lateness, TTL, timer.key)
 
         delivered: list[float] = []  # simulated send time of each CS alert, in order
-        while agenda:
-            when, kind, _, payload = heapq.heappop(agenda)
-            stack.clock.advance(t0 + when - stack.clock())
-            wrote = False
-            if kind == POST:
-                status, body = stack.post_events({"events": payload})
-                outcomes = {r["status"] for r in body.get("results", [])}
-                if status != 202 or not outcomes <= {"armed", "completed"}:
-                    raise RuntimeError(f"POST /v1/events answered {status}: {sorted(outcomes)}")
-            elif kind == SWEEP:
-                wrote = stack.sweep()["flagged"] > 0
-            elif kind == TTL:
-                wrote = stack.expire_ttl_item(payload.pk, payload.sk)
-            else:
-                while True:  # one GetRecords returns at most 1,000 records: drain the backlog
-                    records = stack.read_stream()
-                    stack.deliver_stream(records)
-                    if len(records) < GET_RECORDS_MAX:
-                        break
-                delivered += [stack.clock()] * (len(stack.cs_alerts()) - len(delivered))
-            if wrote:
-                at(when + rng.uniform(*DELIVERY_DELAY), DELIVER)
 
+        def run_until(limit: float) -> None:
+            """Everything on the agenda up to ``limit`` (seconds after t0), in time order."""
+            while agenda and agenda[0][0] <= limit:
+                when, kind, _, payload = heapq.heappop(agenda)
+                stack.clock.advance(t0 + when - stack.clock())
+                wrote = False
+                if kind == POST:
+                    status, body = stack.post_events({"events": payload})
+                    outcomes = {r["status"] for r in body.get("results", [])}
+                    if status != 202 or not outcomes <= {"armed", "completed"}:
+                        raise RuntimeError(f"POST /v1/events answered {status}: {sorted(outcomes)}")
+                elif kind == SWEEP:
+                    # one scheduled run: SweepsPerMinute passes; between them the world goes on
+                    wrote = stack.sweep()["flagged"] > 0
+                elif kind == TTL:
+                    wrote = stack.expire_ttl_item(payload.pk, payload.sk)
+                else:
+                    while True:  # one GetRecords returns at most 1,000 records: drain the backlog
+                        records = stack.read_stream()
+                        stack.deliver_stream(records)
+                        if len(records) < GET_RECORDS_MAX:
+                            break
+                    delivered.extend([stack.clock()] * (len(stack.cs_alerts()) - len(delivered)))
+                if wrote:
+                    at(stack.clock() - t0 + rng.uniform(*DELIVERY_DELAY), DELIVER)
+
+        def between_passes(wake: float) -> None:
+            """The sweeper waits for its next pass: deliver what this pass flagged, run the rest."""
+            at(stack.clock() - t0 + rng.uniform(*DELIVERY_DELAY), DELIVER)
+            run_until(wake - t0)
+
+        stack.clock.on_sleep.append(between_passes)
+        run_until(math.inf)
         return _check(config, planned, stack, delivered, time.perf_counter() - began)
 
 
@@ -204,7 +218,7 @@ def run(timers: int = 1000, seed: int = 1, progress: Callable[[str], None] | Non
     """Both configurations on the same planned timers: sweeper + TTL backstop, then TTL only."""
     rules, planned = plan(timers, seed)
     results = []
-    for config, sweeper in (("sweeper 60 s + TTL backstop", True), ("TTL only (8-30 min late)", False)):
+    for config, sweeper in (("sweeper 3/min + TTL backstop", True), ("TTL only (8-30 min late)", False)):
         if progress:
             progress(f"running {config} ...")
         results.append(simulate(config, rules, planned, sweeper, seed))
@@ -240,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{START_WINDOW // 60} min, {STRUGGLE:.0%} never completed"
     )
     print(
-        f"modelled: sweep every {SWEEP_EVERY} s; TTL delete {TTL_LATENESS[0] // 60}-{TTL_LATENESS[1] // 60} min "
+        f"modelled: a sweeper run every {SWEEP_EVERY} s, 3 passes 20 s apart; "
+        f"TTL delete {TTL_LATENESS[0] // 60}-{TTL_LATENESS[1] // 60} min "
         f"after expiry; stream -> alerts handler {DELIVERY_DELAY[0]:g}-{DELIVERY_DELAY[1]:g} s (uniform)",
         flush=True,
     )

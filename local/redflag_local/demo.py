@@ -98,16 +98,33 @@ def run(users: int = 24, seed: int = 7, speed: float = 600, show: int = 3, conso
         )  # fmt: skip
         with progress:
             bar = progress.add_task("simulated time", total=horizon, clock="t+0:00")
-            elapsed = 0
-            while elapsed < horizon:
-                due = [e for at, e in timeline if elapsed - TICK < at <= elapsed]
+            posted = -1.0
+
+            def product_traffic() -> None:  # events are posted when they happen, also mid-sweep
+                nonlocal posted
+                elapsed = stack.clock() - t0
+                due = [e for at, e in timeline if posted < at <= elapsed]
+                posted = elapsed
                 for i in range(0, len(due), 100):
                     stack.post_events({"events": due[i : i + 100]})
-                stack.tick(TICK)
-                elapsed += TICK
-                progress.update(bar, completed=elapsed, clock=f"t+{elapsed // 60}:00")
+                stack.deliver_stream()
+                progress.update(
+                    bar, completed=min(elapsed, horizon), clock=f"t+{int(elapsed) // 60}:{int(elapsed) % 60:02d}"
+                )
                 if speed > 0:
-                    time.sleep(TICK / speed)
+                    time.sleep(TICK / 3 / speed)
+
+            def between_passes(wake: float) -> None:
+                stack.deliver_stream()  # what the pass just flagged: the stream delivers in ~1 s
+                stack.clock.advance(wake - stack.clock())
+                product_traffic()
+
+            stack.clock.on_sleep.append(between_passes)
+            for minute in range(0, horizon, TICK):  # the sweeper's schedule: rate(1 minute)
+                stack.clock.advance(t0 + minute - stack.clock())
+                product_traffic()
+                stack.sweep()
+                product_traffic()
         emails, cs = stack.emails(), stack.cs_alerts()
         _show(console, emails, cs, visits, rules, show)
         return {"emails": len(emails), "cs_alerts": len(cs), "visits": len(visits)}

@@ -201,7 +201,9 @@ class LocalServer:
         self.rules = rules
         self.api_key = api_key
         self.tick_seconds = tick_seconds
-        self.stack = LocalStack(clock_start=time.time(), env_overrides={} if verbose else QUIET)
+        # the loop below already sweeps every second: one pass per sweeper run, no waiting inside it
+        once = {"SWEEPS_PER_MINUTE": "1"}
+        self.stack = LocalStack(clock_start=time.time(), env_overrides=once | ({} if verbose else QUIET))
         self.outbox = Outbox(outbox, self.console)
         self.lock = threading.Lock()
         self._stop = threading.Event()

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -50,12 +51,23 @@ class SimClock:
 
     def __init__(self, start: float) -> None:
         self.t = start
+        # what else runs while a handler waits: each hook gets the wake-up time and may move
+        # the clock up to it (running the world's events in between)
+        self.on_sleep: list[Callable[[float], None]] = []
 
     def __call__(self) -> float:
         return self.t
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """A handler waiting (the sweeper between passes): time moves, and the rest of the
+        world (the stream, traffic) gets to run."""
+        wake = self.t + max(0.0, seconds)
+        for hook in self.on_sleep:
+            hook(wake)
+        self.t = max(self.t, wake)
 
 
 @dataclass
@@ -114,7 +126,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         os.environ.update(LOCAL_ENV)
         self._mock.start()
-        clock.set_clock(self.clock)
+        clock.set_clock(self.clock, self.clock.sleep)
         cfn = boto3.client("cloudformation")
         body = self.template.moto_copy(self.parameters)
         cfn.create_stack(
@@ -124,7 +136,7 @@ class LocalStack:
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
         resources = cfn.describe_stack_resources(StackName="redflag")["StackResources"]
-        self.physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+        self.physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
         boto3.client("ses").verify_email_identity(EmailAddress=self.parameters["SenderEmail"])
         lam = boto3.client("lambda")
         for name in self.template.functions:
@@ -152,7 +164,11 @@ class LocalStack:
         self._mock.stop()
 
     def __enter__(self) -> LocalStack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

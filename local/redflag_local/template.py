@@ -1,7 +1,8 @@
 """Read template.yaml, and make the copy that moto can deploy.
 
 moto runs no Lambda code and swallows stream records behind an event source mapping it cannot
-invoke, so the copy drops every function's ``Events`` (we call the handlers directly) and the
+invoke, so the copy drops the functions' stream and API ``Events`` (we call the handlers
+directly; schedules stay, as EventBridge rules that never fire on their own) and the
 layer (the handlers import ``redflag`` from this checkout). What moto's CloudFormation ignores
 (TTL spec, stream filter criteria, batch size) is read from the template itself.
 """
@@ -67,7 +68,11 @@ class Template:
                 del sam["Resources"][name]
             elif res["Type"] == "AWS::Serverless::Function":
                 props = res["Properties"]
-                props.pop("Events", None)
+                # keep schedules (moto creates the rule, so its State is checked); drop the stream
+                # mapping (it would swallow records) and the API (the harness plays API Gateway)
+                events = {k: e for k, e in props.pop("Events", {}).items() if e["Type"] == "Schedule"}
+                if events:
+                    props["Events"] = events
                 props.pop("CodeUri", None)
                 props["InlineCode"] = "def lambda_handler(event, context):\n    raise NotImplementedError\n"
         return transform(sam, parameters, _NoManagedPolicies())

@@ -21,7 +21,7 @@ def test_every_never_completed_timer_alerts_exactly_once(results):
 
 def test_the_sweeper_alerts_within_a_minute_plus_delivery(results):
     sweeper, _ = results
-    bound = bench.SWEEP_EVERY + bench.DELIVERY_DELAY[1]
+    bound = bench.SWEEP_EVERY / 3 + bench.DELIVERY_DELAY[1]  # 3 passes a run: one every 20 s
     assert sweeper.pct(0.99) <= bound
     assert max(sweeper.lateness) <= bound
     assert min(sweeper.lateness) >= bench.DELIVERY_DELAY[0]  # never before the timer is due
@@ -37,5 +37,5 @@ def test_ttl_alone_is_at_least_eight_minutes_late(results):
 def test_the_table_and_exit_code(capsys):
     assert bench.main(["--timers", "5", "--seed", "2"]) == 0
     out = capsys.readouterr().out
-    assert "sweeper 60 s + TTL backstop" in out and "TTL only" in out
+    assert "sweeper 3/min + TTL backstop" in out and "TTL only" in out
     assert out.count(": OK") == 2

@@ -46,10 +46,21 @@ def test_ttl_expiry_emails_the_two_who_struggle_and_alerts_cs(stack):
     }
 
 
-def test_nothing_before_the_threshold(stack):
+def test_nothing_before_the_threshold_and_flagged_within_20_seconds_after(stack):
     stack.post_events(started("u-ada", "ada@example.com"))
-    stack.tick(899, sweep=True, ttl_lateness=0)
+    due = stack.clock() + 900
+    stack.clock.advance(850)
+    report = stack.sweep()  # one scheduled run: passes at +850, +870, +890 s
+    assert (report["passes"], report["flagged"], stack.clock()) == (3, 0, due - 10)
+    stack.expire_ttl()
+    stack.deliver_stream()
     assert stack.emails() == [] and stack.cs_alerts() == []
+
+    assert stack.sweep()["flagged"] == 1  # the next run: +890, +910 (flagged here), +930 s
+    stack.deliver_stream()
+    item = stack.get_item("u-ada", "task#create_landing_page#default")
+    assert item["state"] == "flagged" and due <= item["flagged_at"] <= due + 20
+    assert len(stack.emails()) == 1 and len(stack.cs_alerts()) == 1
 
 
 def test_a_delete_that_is_not_ttl_sends_nothing(stack):

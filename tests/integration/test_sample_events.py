@@ -15,7 +15,9 @@ def expectation(stack, sample):
         "events_to_timers/post_events.json": lambda out: out["statusCode"] == 202,
         "events_to_timers/post_single_event.json": lambda out: out["statusCode"] == 202,
         "events_to_timers/post_malformed_json.json": lambda out: out["statusCode"] == 400,
-        "sweep_due_timers/scheduled.json": lambda out: set(out) == {"due", "flagged", "lost_races"},
+        "sweep_due_timers/scheduled.json": lambda out: (
+            set(out) == {"due", "flagged", "lost_races", "passes"} and out["passes"] == 3
+        ),
         "timers_to_alerts/ttl_expired_open_timer.json": lambda out: alerts == (1, 1),
         "timers_to_alerts/sweeper_flagged_timer.json": lambda out: alerts == (1, 1),
         "timers_to_alerts/ttl_removed_flagged_timer.json": lambda out: alerts == (0, 0),

@@ -67,3 +67,26 @@ def test_every_function_has_a_sample_event_for_each_shape_it_handles():
 
     for folder in Template().functions.values():
         assert list((ROOT / "events" / folder.name).glob("*.json")), f"no sample for {folder.name}"
+
+
+def _sweep_rule():
+    rules = boto3.client("events").list_rules()["Rules"]
+    return next(r for r in rules if "Sweep" in r["Name"])
+
+
+def test_the_sweeper_runs_every_minute_by_default(stack):
+    rule = _sweep_rule()
+    assert (rule["ScheduleExpression"], rule["State"]) == ("rate(1 minute)", "ENABLED")
+
+
+def test_sweep_schedule_off_disables_the_sweeper():
+    from redflag_local.stack import LocalStack
+
+    with LocalStack(parameters={"SweepSchedule": "off"}) as s:
+        assert _sweep_rule()["State"] == "DISABLED"
+        s.put_rules({"create_landing_page": {"label": "x", "threshold_seconds": 60}})
+        s.post_events({"type": "task_started", "task": "create_landing_page", "user_id": "u1"})
+        s.clock.advance(61)
+        s.expire_ttl()  # TTL is the backstop: still a red flag, just later
+        s.deliver_stream()
+        assert [a["message"]["user_id"] for a in s.cs_alerts()] == ["u1"]

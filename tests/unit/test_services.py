@@ -101,3 +101,20 @@ def test_domain_imports_without_boto3():
         "redflag.alerting, redflag.sweeping"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_sweeper_run_makes_evenly_spaced_passes_and_flags_within_one_spacing():
+    service, store, clock = make()
+    service.ingest([ev("task_started", "a")])  # due at T0 + 900
+    clock.t = T0 + 890
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock.t += seconds
+
+    report = SweepService(store, store.shards).run(3, 60, clock, sleep)
+    assert report.passes == 3 and report.flagged == 1
+    assert slept == [0, 20, 20]
+    flagged = store.get(TimerKey(user_id="a", task="create_landing_page"))
+    assert flagged.state is TimerState.FLAGGED and flagged.flagged_at == T0 + 910

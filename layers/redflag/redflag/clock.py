@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 _now: Callable[[], float] = time.time
+_sleep: Callable[[float], None] = time.sleep
 
 
 def now() -> float:
@@ -13,7 +14,14 @@ def now() -> float:
     return _now()
 
 
-def set_clock(fn: Callable[[], float] | None) -> None:
+def sleep(seconds: float) -> None:
+    """Wait (a simulated clock moves instead)."""
+    if seconds > 0:
+        _sleep(seconds)
+
+
+def set_clock(fn: Callable[[], float] | None, sleeper: Callable[[float], None] | None = None) -> None:
     """Replace the clock (``None`` restores the wall clock). Used by tests and the local runner."""
-    global _now
+    global _now, _sleep
     _now = fn or time.time
+    _sleep = sleeper or time.sleep

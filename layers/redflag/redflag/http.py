@@ -2,8 +2,8 @@
 
 Envelope problems (bad JSON, no ``events``, 0 or >100 events) are the whole request's fault:
 400 for a body that is not JSON, 415 for a content type other than JSON, 422 for a JSON body
-that breaks the envelope, each with a message naming the field. Problems with one event are never raised: they come back as that
-event's ``rejected`` result, next to its accepted neighbours.
+that breaks the envelope, each with a message naming the field. Problems with one event are
+never raised: they come back as that event's ``rejected`` result, next to its accepted neighbours.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     alert_topic_arn: str = ""
     idempotency_table_name: str = ""
     due_shards: int = Field(default=8, ge=1, le=256)
+    sweeps_per_minute: int = Field(default=3, ge=1, le=6, description="passes per scheduled run, evenly spaced")
     sweep_page_size: int = Field(default=100, ge=1, le=1000)
     completed_retention_days: int = Field(default=30, ge=1)
     event_id_retention_hours: int = Field(default=48, ge=1)
