@@ -3,8 +3,12 @@ functions read them. Target: SSM on AWS with --profile/--region, else a local `r
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -156,56 +160,89 @@ def list_rules(rules_dir: RulesDir = RULES_DIR) -> None:
         raise typer.Exit(1)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where rules come from (files) and go to (SSM on AWS, or a local `redflag serve`)."""
+
+    rules_dir: Path
+    rules_path: str
+    profile: str | None
+    region: str | None
+    endpoint: str | None
+
+    def store(self) -> RuleStore:
+        return _store(self.profile, self.region, self.endpoint, self.rules_path)
+
+
+_TARGET_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("rules_dir", RulesDir, RULES_DIR),
+        ("rules_path", RulesPath, DEFAULT_RULES_PATH),
+        ("profile", Profile, None),
+        ("region", Region, None),
+        ("endpoint", Endpoint, None),
+    )
+]
+
+
+def targeted(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared target options (--rules-dir, --rules-path, --profile, --region,
+    --endpoint) once, as a ``Target`` first argument, instead of five parameters in each command."""
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(fn, eval_str=True).parameters.values()
+        if p.name != "target"
+    ]
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> None:
+        target = Target(**{p.name: kwargs.pop(p.name) for p in _TARGET_OPTIONS})
+        fn(target, **kwargs)
+
+    del command.__wrapped__  # typer reads the signature below, not fn's
+    params = [*_TARGET_OPTIONS, *own]
+    command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
 @app.command()
-def diff(
-    rules_dir: RulesDir = RULES_DIR,
-    rules_path: RulesPath = DEFAULT_RULES_PATH,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint: Endpoint = None,
-) -> None:
+@targeted
+def diff(target: Target) -> None:
     """What `push` would change: added, changed (field by field), and rules only in SSM."""
-    rules = _valid_rules(rules_dir)
-    store = _store(profile, region, endpoint, rules_path)
+    rules = _valid_rules(target.rules_dir)
+    store = target.store()
     stored = _guard(store.read)
     console = Console()
-    console.print(f"files in {escape(_shown(rules_dir))} vs {escape(store.description)}")
+    console.print(f"files in {escape(_shown(target.rules_dir))} vs {escape(store.description)}")
     _print_changes(console, diff_rules(rules, stored), prune=False, done=False)
 
 
 @app.command("push")
+@targeted
 def push_rules(
-    rules_dir: RulesDir = RULES_DIR,
-    rules_path: RulesPath = DEFAULT_RULES_PATH,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint: Endpoint = None,
+    target: Target,
     prune: Annotated[bool, typer.Option("--prune", help="Also delete rules that are only in SSM")] = False,
 ) -> None:
     """Write added and changed rules to SSM. Nothing is sent if any rule file is invalid."""
-    rules = _valid_rules(rules_dir)
-    store = _store(profile, region, endpoint, rules_path)
+    rules = _valid_rules(target.rules_dir)
+    store = target.store()
     changes = _guard(push, store, rules, prune)
     console = Console()
-    console.print(f"pushed {escape(_shown(rules_dir))} to {escape(store.description)}")
+    console.print(f"pushed {escape(_shown(target.rules_dir))} to {escape(store.description)}")
     _print_changes(console, changes, prune=prune, done=True)
 
 
 @app.command("pull")
-def pull_rules(
-    rules_dir: RulesDir = RULES_DIR,
-    rules_path: RulesPath = DEFAULT_RULES_PATH,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint: Endpoint = None,
-) -> None:
+@targeted
+def pull_rules(target: Target) -> None:
     """Write the rules in SSM to <rules-dir>/<task>.yaml (files that already agree are left as they are)."""
-    store = _store(profile, region, endpoint, rules_path)
-    report = _guard(pull, store, rules_dir)
+    report = _guard(pull, target.store(), target.rules_dir)
     for path in report.written:
         typer.echo(f"wrote {_shown(path)}")
     typer.echo(f"{len(report.written)} written, {len(report.unchanged)} unchanged")
     for task, why in report.skipped:
-        typer.echo(f"skipped {rules_path}/{task}: {why}", err=True)
+        typer.echo(f"skipped {target.rules_path}/{task}: {why}", err=True)
     if report.skipped:
         raise typer.Exit(1)

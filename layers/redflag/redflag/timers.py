@@ -119,6 +119,11 @@ def _arm(base: Timer, at: float, rule: Rule, user: UserInfo, properties: dict[st
     )
 
 
+def _completed(cur: Timer, at: float, last: float, now: float, policy: Policy, extra: dict[str, Any]) -> Timer:
+    update = {"state": TimerState.COMPLETED, "completed_at": at, "last_completed_at": last}
+    return cur.model_copy(update=update | {"expires_at": _retained(now, policy)} | extra)
+
+
 def apply_event(
     current: Timer | None,
     key: TimerKey,
@@ -155,34 +160,12 @@ def apply_event(
                     cur.model_copy(update={"last_completed_at": last}),
                     "completion predates the open run",
                 )
-            return Decision(
-                Outcome.COMPLETED,
-                cur.model_copy(
-                    update={
-                        "state": TimerState.COMPLETED,
-                        "completed_at": at,
-                        "last_completed_at": last,
-                        "duration_seconds": round(at - cur.started_at, 3),
-                        "expires_at": _retained(now, policy),
-                    }
-                ),
-            )
+            duration = {"duration_seconds": round(at - cur.started_at, 3)}
+            return Decision(Outcome.COMPLETED, _completed(cur, at, last, now, policy, duration))
         if cur.state is TimerState.COMPLETED and not new:
             return Decision(Outcome.RECORDED, cur.model_copy(update={"last_completed_at": last}), "already completed")
         # idle or unseen: remember the completion so a late start cannot arm this run
-        return Decision(
-            Outcome.COMPLETED,
-            cur.model_copy(
-                update={
-                    "state": TimerState.COMPLETED,
-                    "completed_at": at,
-                    "last_completed_at": last,
-                    "rule": rule,
-                    "user": user,
-                    "expires_at": _retained(now, policy),
-                }
-            ),
-        )
+        return Decision(Outcome.COMPLETED, _completed(cur, at, last, now, policy, {"rule": rule, "user": user}))
 
     if kind is EventType.TASK_FAILED:
         update: dict[str, Any] = {
