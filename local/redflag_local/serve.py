@@ -18,7 +18,7 @@ Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``r
     DELETE /local/rules/<task>
 
 A rule written here takes effect on the next event (the ingest handler's rule cache is cleared);
-on AWS it takes up to ``RulesCacheSeconds`` (60 s).
+on AWS it takes up to the functions' rule cache, ``RULES_CACHE_SECONDS`` (60 s).
 """
 
 from __future__ import annotations
