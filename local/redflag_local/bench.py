@@ -171,7 +171,7 @@ def simulate(
                     # one scheduled run: SweepsPerMinute passes; between them the world goes on
                     wrote = stack.sweep()["flagged"] > 0
                 elif kind == TTL:
-                    wrote = stack.expire_ttl_item(payload.pk, payload.sk)
+                    wrote = stack.ttl_delete(payload.pk, payload.sk, only_if_expired=True)
                 else:
                     while True:  # one GetRecords returns at most 1,000 records: drain the backlog
                         records = stack.read_stream()

@@ -209,34 +209,26 @@ class LocalStack:
 
     def expire_ttl(self, lateness_seconds: float = 0) -> int:
         """Delete what DynamoDB TTL would delete now (items expired ``lateness_seconds`` ago)."""
-        ddb = boto3.client("dynamodb")
         deleted = 0
-        for page in ddb.get_paginator("scan").paginate(TableName=self.table_name):
+        for page in self.ddb.get_paginator("scan").paginate(TableName=self.table_name):
             for raw in page["Items"]:
                 if "expires_at" in raw and float(raw["expires_at"]["N"]) <= self.clock() - lateness_seconds:
-                    key = {"pk": raw["pk"], "sk": raw["sk"]}
-                    ddb.delete_item(TableName=self.table_name, Key=key)
-                    self._ttl_deleted.add((raw["pk"]["S"], raw["sk"]["S"]))
-                    deleted += 1
+                    deleted += self.ttl_delete(raw["pk"]["S"], raw["sk"]["S"])
         return deleted
 
-    def ttl_delete(self, pk: str, sk: str) -> None:
-        """TTL deleting one item now, whatever its state (e.g. a delete racing the sweeper's flag)."""
-        self.ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
-        self._ttl_deleted.add((pk, sk))
-
-    def expire_ttl_item(self, pk: str, sk: str) -> bool:
-        """TTL reaching one item now (each item on its own lateness): delete it only if it is still
-        expired, as TTL does, so an item whose ``expires_at`` moved on (completed, flagged) stays."""
-        ddb = self.ddb
+    def ttl_delete(self, pk: str, sk: str, only_if_expired: bool = False) -> bool:
+        """TTL deleting one item now. ``only_if_expired``: as TTL does, so an item whose
+        ``expires_at`` moved on (completed, flagged) stays; without it, whatever the item's state
+        (a TTL delete racing the sweeper's flag). True if the item was deleted."""
+        condition = {}
+        if only_if_expired:
+            condition = {
+                "ConditionExpression": "expires_at <= :now",
+                "ExpressionAttributeValues": {":now": {"N": str(self.clock())}},
+            }
         try:
-            ddb.delete_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": pk}, "sk": {"S": sk}},
-                ConditionExpression="expires_at <= :now",
-                ExpressionAttributeValues={":now": {"N": str(self.clock())}},
-            )
-        except ddb.exceptions.ConditionalCheckFailedException:
+            self.ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, **condition)
+        except self.ddb.exceptions.ConditionalCheckFailedException:
             return False
         self._ttl_deleted.add((pk, sk))
         return True
