@@ -9,10 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redflag import clock
 from redflag.adapters.wiring import sweep_service
 from redflag.observability import logger, metrics, tracer
-from redflag.settings import get_settings
 
 service = sweep_service()
-passes = get_settings().sweeps_per_minute
 
 
 @logger.inject_lambda_context
@@ -20,7 +18,7 @@ passes = get_settings().sweeps_per_minute
 @tracer.capture_lambda_handler
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict:
-    report = service.run(passes, 60, clock.now, clock.sleep)
+    report = service.run(clock.now, clock.sleep)
     metrics.add_metric(name="TimersFlagged", unit="Count", value=report.flagged)
     logger.info("sweep done", extra=report.model_dump())
     return report.model_dump()

@@ -113,7 +113,7 @@ def test_a_sweeper_run_makes_evenly_spaced_passes_and_flags_within_one_spacing()
         slept.append(seconds)
         clock.t += seconds
 
-    report = SweepService(store, store.shards).run(3, 60, clock, sleep)
+    report = SweepService(store, store.shards, passes=3).run(clock, sleep)
     assert report.passes == 3 and report.flagged == 1
     assert slept == [0, 20, 20]
     flagged = store.get(TimerKey(user_id="a", task="create_landing_page"))

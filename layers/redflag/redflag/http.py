@@ -21,8 +21,7 @@ def _error(status: int, message: str, errors: list[dict] | None = None) -> Respo
 
 
 def _not_json(app: APIGatewayRestResolver) -> bool:
-    headers = app.current_event.headers or {}
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "") or ""
+    content_type = app.current_event.headers.get("content-type") or ""  # a CaseInsensitiveDict
     return bool(content_type) and "json" not in content_type.split(";")[0].lower()
 
 

@@ -21,20 +21,26 @@ class SweepReport(BaseModel):
 
 class SweepService:
     def __init__(
-        self, store: TimerStore, shards: int, page_size: int = 100, policy: timers.Policy = timers.Policy()
+        self,
+        store: TimerStore,
+        shards: int,
+        page_size: int = 100,
+        policy: timers.Policy = timers.Policy(),
+        passes: int = 1,
     ) -> None:
         self._store = store
         self._shards = shards
+        self._passes = passes
         self._page = page_size
         self._policy = policy
 
-    def run(self, passes: int, period: float, now: Callable[[], float], sleep: Callable[[float], None]) -> SweepReport:
-        """``passes`` sweeps spread evenly over ``period`` seconds: one scheduled run a minute
+    def run(self, now: Callable[[], float], sleep: Callable[[float], None], period: float = 60) -> SweepReport:
+        """The configured passes spread evenly over ``period`` seconds: one scheduled run a minute
         (EventBridge's finest rate) still flags a timer within ``period / passes`` of its due time."""
         total = SweepReport()
         start = now()
-        for i in range(passes):
-            sleep(start + i * period / passes - now())
+        for i in range(self._passes):
+            sleep(start + i * period / self._passes - now())
             one = self.sweep(now())
             total.due, total.flagged = total.due + one.due, total.flagged + one.flagged
             total.lost_races += one.lost_races

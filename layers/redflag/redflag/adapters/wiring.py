@@ -34,4 +34,4 @@ def alerting_service(s: Settings | None = None) -> tuple[AlertingService, Idempo
 
 def sweep_service(s: Settings | None = None) -> SweepService:
     s = s or get_settings()
-    return SweepService(_store(s), s.due_shards, s.sweep_page_size, _policy(s))
+    return SweepService(_store(s), s.due_shards, s.sweep_page_size, _policy(s), s.sweeps_per_minute)
