@@ -2,53 +2,69 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import threading
+from collections.abc import Iterable, Sequence
 
 from redflag import timers
 from redflag.alerts import Alert
-from redflag.ports import DuplicateEvent, VersionConflict
+from redflag.ports import ChannelFailed, Record, RecordKey, StoreUnavailable, VersionConflict
 from redflag.rules import RuleBook, parse_rules
+
+
+def shard_of(key: timers.TimerKey, shards: int) -> int:
+    return hash((key.user_id, key.task, key.instance_id)) % shards
 
 
 class MemoryTimerStore:
     def __init__(self, shards: int = 4) -> None:
         self.shards = shards
-        self.timers: dict[timers.TimerKey, timers.Timer] = {}
-        self.event_ids: set[str] = set()
-        self.activity: dict[str, tuple[float, int]] = {}
+        self.records: dict[RecordKey, Record] = {}
+        self.calls: list[str] = []
+        self.fail_saves: set[int] = set()  # which save calls (1-based) raise StoreUnavailable
+        self._lock = threading.Lock()
 
-    def get(self, key: timers.TimerKey) -> timers.Timer | None:
-        return self.timers.get(key)
+    @property
+    def timers(self) -> dict[timers.TimerKey, timers.Timer]:
+        return {k: v for k, v in self.records.items() if isinstance(v, timers.Timer)}
 
-    def commit(self, timer: timers.Timer | None, expected_version: int, event_id: str | None = None) -> None:
-        if event_id is not None and event_id in self.event_ids:
-            raise DuplicateEvent()
-        if timer is not None:
-            stored = self.timers.get(timer.key)
+    def get(self, key: RecordKey) -> Record | None:
+        return self.records.get(key)
+
+    def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        with self._lock:
+            self.calls.append("load")
+            return {k: self.records[k] for k in keys if k in self.records}
+
+    def save(self, record: Record, expected_version: int) -> None:
+        with self._lock:
+            self.calls.append("save")
+            if sum(c == "save" for c in self.calls) in self.fail_saves:
+                raise StoreUnavailable("ProvisionedThroughputExceededException")
+            stored = self.records.get(record.key)
             if (stored.version if stored else 0) != expected_version:
                 raise VersionConflict()
-        if event_id is not None:
-            self.event_ids.add(event_id)
-        if timer is not None:
-            self.timers[timer.key] = timer.model_copy(update={"version": expected_version + 1})
+            self.records[record.key] = record.model_copy(update={"version": expected_version + 1})
 
-    def record_activity(self, user_id: str, at: float, event_id: str | None = None) -> None:
-        if event_id is not None:
-            if event_id in self.event_ids:
-                raise DuplicateEvent()
-            self.event_ids.add(event_id)
-        last, count = self.activity.get(user_id, (at, 0))
-        self.activity[user_id] = (max(last, at), count + 1)
+    def due(self, shard: int, until: float, limit: int) -> Iterable[tuple[timers.TimerKey, int]]:
+        with self._lock:
+            return [
+                (key, t.due_at)
+                for key, t in sorted(self.timers.items(), key=lambda kv: kv[1].due_at or 0)
+                if t.state is timers.TimerState.OPEN
+                and t.due_at is not None
+                and t.due_at <= math.floor(until)
+                and shard_of(key, self.shards) == shard
+            ]
 
-    def due(self, shard: int, now: float, limit: int) -> Iterable[timers.TimerKey]:
-        return [
-            key
-            for key, t in sorted(self.timers.items(), key=lambda kv: kv[1].due_at or 0)
-            if t.state is timers.TimerState.OPEN
-            and t.due_at is not None
-            and t.due_at <= now
-            and timers.shard_of(key, self.shards) == shard
-        ]
+    def flag_due(self, key: timers.TimerKey, now: float, expires_at: int) -> bool:
+        with self._lock:
+            current = self.records.get(key)
+            flagged = timers.expire(current, now) if isinstance(current, timers.Timer) else None
+            if flagged is None:
+                return False
+            self.records[key] = flagged.model_copy(update={"expires_at": expires_at, "version": current.version + 1})
+            return True
 
 
 class StaticRules:
@@ -62,14 +78,19 @@ class StaticRules:
 
 
 class RecordingSender:
-    """Idempotent on alert_id, like the real sender."""
+    """Idempotent on alert_id, like the real sender; ``failing`` channels raise ChannelFailed."""
 
-    def __init__(self) -> None:
+    def __init__(self, failing: set[str] | None = None) -> None:
         self.sent: list[Alert] = []
+        self.failing = failing or set()
         self._seen: set[str] = set()
+        self._lock = threading.Lock()
 
     def send(self, alert: Alert) -> None:
-        if alert.alert_id in self._seen:
-            return
-        self._seen.add(alert.alert_id)
-        self.sent.append(alert)
+        if alert.channel in self.failing:
+            raise ChannelFailed(alert.channel, "ThrottlingException")
+        with self._lock:
+            if alert.alert_id in self._seen:
+                return
+            self._seen.add(alert.alert_id)
+            self.sent.append(alert)

@@ -9,10 +9,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redflag.adapters.wiring import ingest_service
 from redflag.events import ErrorBody, EventBatch, IngestResponse
-from redflag.http import register_error_handlers
+from redflag.http import normalize_content_type, register_error_handlers, safe_json
 from redflag.observability import count_outcomes, logger, metrics, tracer
 
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=safe_json)
 register_error_handlers(app)
 service = ingest_service()
 
@@ -26,10 +26,12 @@ def _doc(description: str, model: type) -> dict:
     summary="Post task events",
     tags=["events"],
     responses={
-        202: _doc("One result per event, in order", IngestResponse),
+        202: _doc("One result per event, in order; send the events marked `retry` again", IngestResponse),
         400: _doc("The body is not JSON", ErrorBody),
         415: _doc("The content type is not JSON", ErrorBody),
         422: _doc("The envelope is invalid; the message names the field", ErrorBody),
+        500: _doc("Nothing was applied; the request can be sent again", ErrorBody),
+        503: _doc("No event could be applied now (every one is `retry`); send the request again", IngestResponse),
     },
 )
 def post_events(
@@ -37,11 +39,18 @@ def post_events(
 ) -> Response[IngestResponse]:
     result = service.ingest(batch.events)
     count_outcomes(result)
-    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=result.model_dump(mode="json"))
+    everything_failed = result.retry == len(result.results)
+    return Response(
+        status_code=503 if everything_failed else 202,
+        content_type=content_types.APPLICATION_JSON,
+        body=result.model_dump(mode="json"),
+        headers={"Retry-After": "1"} if result.retry else None,
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    normalize_content_type(event)  # Application/JSON, application/vnd.api+json: JSON, whatever the case
     return app.resolve(event, context)

@@ -1,12 +1,11 @@
-"""Every minute (EventBridge schedule): flag open timers past due, well before TTL would.
+"""Every minute (EventBridge schedule): flag open timers when they fall due, well before TTL would.
 
-One run makes SWEEPS_PER_MINUTE passes spread over the minute (default 3: every 20 s)."""
+The run reads nothing from its event (a scheduled event, a console test ``{}`` and
+``sam local generate-event cloudwatch scheduled-event`` all do the same) and stops before its deadline.
+"""
 
-from aws_lambda_powertools.utilities.parser import event_parser
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redflag import clock
 from redflag.adapters.wiring import sweep_service
 from redflag.observability import logger, metrics, tracer
 
@@ -16,9 +15,9 @@ service = sweep_service()
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-@event_parser(model=EventBridgeModel)
-def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict:
-    report = service.run(clock.now, clock.sleep)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    report = service.run(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
     metrics.add_metric(name="TimersFlagged", unit="Count", value=report.flagged)
+    metrics.add_metric(name="SweepMaxLatenessSeconds", unit="Seconds", value=report.max_lateness)
     logger.info("sweep done", extra=report.model_dump())
-    return report.model_dump()
+    return report.model_dump(include={"due", "flagged", "lost_races", "passes"})

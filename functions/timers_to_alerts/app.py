@@ -1,21 +1,43 @@
-"""DynamoDB stream -> red flags -> email (SES) and CS alert (SNS), with partial batch failures."""
+"""DynamoDB stream -> red flags -> email (SES) and CS alert (SNS), with partial batch failures.
+
+A record that fails (a channel could not deliver now) is logged once, with its keys and the error
+class, and reported to the event source mapping, which retries it (bisecting the batch) and parks
+it in the dead-letter queue once retries run out.
+"""
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from redflag import clock
+from redflag.adapters.items import timer_of
 from redflag.adapters.wiring import alerting_service
+from redflag.alerting import ChannelsFailed
 from redflag.observability import logger, metrics, tracer
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel)
+processor = BatchProcessor(
+    event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel, raise_on_entire_batch_failure=False
+)
 service, sender = alerting_service()
 
 
 def record_handler(record: DynamoDBStreamRecordModel) -> None:
     change = record.dynamodb
+    keys = {k: v for k, v in (change.Keys or {}).items() if k in ("pk", "sk")}
     by_ttl = record.userIdentity is not None  # the model only admits the DynamoDB service identity
-    sent = service.handle_change(record.eventName, by_ttl, change.OldImage, change.NewImage)  # type: ignore[arg-type]
-    logger.info("stream record", extra={"event_name": record.eventName, "keys": change.Keys, "alerts": len(sent)})
+    old, new = timer_of(change.OldImage), timer_of(change.NewImage)  # type: ignore[arg-type]
+    try:
+        sent = service.handle_change(record.eventName, by_ttl, old, new, clock.SYSTEM.now())
+    except ChannelsFailed as exc:
+        errors = {f.channel: f.error for f in exc.failures}
+        logger.warning("record failed; will be retried", extra={"keys": keys, "errors": errors})
+        metrics.add_metric(name="AlertChannelFailures", unit="Count", value=len(exc.failures))
+        raise
+    except Exception as exc:
+        logger.error("record failed; will be retried", extra={"keys": keys, "error": type(exc).__name__})
+        raise
+    if sent:
+        logger.info("red flag", extra={"keys": keys, "channels": [a.channel for a in sent]})
 
 
 @logger.inject_lambda_context

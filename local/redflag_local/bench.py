@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from redflag.adapters import items
 from redflag.timers import TimerKey
 from redflag_local.stack import LocalStack
 
@@ -155,36 +156,47 @@ def simulate(
             at(timer.due + timer.ttl_lateness, TTL, timer.key)
 
         delivered: list[float] = []  # simulated send time of each CS alert, in order
+        pending: list[tuple[float, int, dict[str, Any]]] = []  # stream records not yet delivered: a heap
+
+        def collect() -> None:
+            """What was just written reaches the stream now; each record reaches the alerts handler
+            after its own modelled delay."""
+            while True:  # one GetRecords returns at most 1,000 records: drain the backlog
+                records = stack.read_stream()
+                for record in stack.filter_stream(records):
+                    ready = stack.clock() - t0 + rng.uniform(*DELIVERY_DELAY)
+                    heapq.heappush(pending, (ready, next(seq), record))
+                    at(ready, DELIVER)
+                if len(records) < GET_RECORDS_MAX:
+                    break
 
         def run_until(limit: float) -> None:
             """Everything on the agenda up to ``limit`` (seconds after t0), in time order."""
             while agenda and agenda[0][0] <= limit:
                 when, kind, _, payload = heapq.heappop(agenda)
                 stack.clock.advance(t0 + when - stack.clock())
-                wrote = False
                 if kind == POST:
                     status, body = stack.post_events({"events": payload})
                     outcomes = {r["status"] for r in body.get("results", [])}
                     if status != 202 or not outcomes <= {"armed", "completed"}:
                         raise RuntimeError(f"POST /v1/events answered {status}: {sorted(outcomes)}")
                 elif kind == SWEEP:
-                    # one scheduled run: SweepsPerMinute passes; between them the world goes on
-                    wrote = stack.sweep()["flagged"] > 0
+                    stack.sweep()  # one scheduled run; while it waits, the world goes on
                 elif kind == TTL:
-                    wrote = stack.ttl_delete(payload.pk, payload.sk, only_if_expired=True)
+                    stack.ttl_delete(**items.key_of(payload), only_if_expired=True)
                 else:
-                    while True:  # one GetRecords returns at most 1,000 records: drain the backlog
-                        records = stack.read_stream()
-                        stack.deliver_stream(records)
-                        if len(records) < GET_RECORDS_MAX:
-                            break
+                    ready = []
+                    while pending and pending[0][0] <= when:
+                        ready.append(heapq.heappop(pending)[2])
+                    if ready:
+                        stack.deliver_stream(ready)
                     delivered.extend([stack.clock()] * (len(stack.cs_alerts()) - len(delivered)))
-                if wrote:
-                    at(stack.clock() - t0 + rng.uniform(*DELIVERY_DELAY), DELIVER)
+                collect()
 
         def between_passes(wake: float) -> None:
-            """The sweeper waits for its next pass: deliver what this pass flagged, run the rest."""
-            at(stack.clock() - t0 + rng.uniform(*DELIVERY_DELAY), DELIVER)
+            """The sweeper waits (for its next pass, or the next due time): what it flagged reaches
+            the stream now, and the world runs up to its wake-up time."""
+            collect()
             run_until(wake - t0)
 
         stack.clock.on_sleep.append(between_passes)

@@ -28,7 +28,6 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.events.models import EventPattern
 
 from redflag import clock
-from redflag.settings import get_settings
 from redflag_local.template import ROOT, Template
 
 REGION = "us-east-1"
@@ -72,19 +71,26 @@ class SimClock:
 
 @dataclass
 class LambdaContext:
+    """What Lambda hands a handler; the deadline is on the stack's (simulated) clock."""
+
     function_name: str
+    clock: Callable[[], float] = field(default=lambda: 0.0)
+    timeout: float = 30.0
     memory_limit_in_mb: int = 256
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = ""
     log_stream_name: str = ""
     function_version: str = "$LATEST"
 
+    def __post_init__(self) -> None:
+        self.deadline = self.clock() + self.timeout
+
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self.deadline - self.clock()) * 1000))
 
 
 def sample_event(name: str) -> dict[str, Any]:
@@ -95,13 +101,11 @@ def sample_event(name: str) -> dict[str, Any]:
 def _environ(values: dict[str, str]):
     saved = dict(os.environ)
     os.environ.update(values)
-    get_settings.cache_clear()
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        get_settings.cache_clear()
 
 
 class LocalStack:
@@ -183,8 +187,9 @@ class LocalStack:
         return module
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        context = LambdaContext(self.physical[function], self.clock, self.template.function_timeout(function))
         with _environ(self.function_env[function] | self.env_overrides):
-            return self.handlers[function].lambda_handler(event, LambdaContext(self.physical[function]))
+            return self.handlers[function].lambda_handler(event, context)
 
     # --- rules -----------------------------------------------------------------------------
 

@@ -47,6 +47,10 @@ class Template:
         events = self.sam["Resources"][function]["Properties"].get("Events", {})
         return next(e["Properties"] for e in events.values() if e["Type"] == event_type)
 
+    def function_timeout(self, function: str) -> float:
+        props = self.sam["Resources"][function]["Properties"]
+        return float(props.get("Timeout", self.sam.get("Globals", {}).get("Function", {}).get("Timeout", 3)))
+
     def stream_filters(self, function: str) -> list[dict[str, Any]]:
         props = self.function_event(function, "DynamoDB")
         return [json.loads(f["Pattern"]) for f in props.get("FilterCriteria", {}).get("Filters", [])]

@@ -25,6 +25,14 @@ def stack():
         yield s
 
 
+@pytest.fixture
+def passes_stack():
+    """The template with SweepMode=passes (SweepsPerMinute reads a run instead of the look-ahead)."""
+    with LocalStack(parameters={"SweepMode": "passes"}) as s:
+        s.put_rules({"create_landing_page": LANDING})
+        yield s
+
+
 def started(user_id, email=None, name=None, **extra):
     user = {k: v for k, v in {"email": email, "name": name}.items() if v}
     return {"type": "task_started", "task": "create_landing_page", "user_id": user_id, "user": user} | extra

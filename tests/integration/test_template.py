@@ -50,14 +50,14 @@ def test_stream_filter_passes_exactly_what_the_alerts_function_acts_on(sample, p
     assert any(p.matches_event(record) for p in patterns) is passes
 
 
-def test_event_id_claims_expiring_never_pass_the_filter(stack):
+def test_activity_records_expiring_never_pass_the_filter(stack):
     stack.post_events({"type": "user_active", "task": "create_landing_page", "user_id": "u1", "event_id": "e1"})
     stack.read_stream()  # skip the inserts
-    stack.clock.advance(3 * 86400)
+    stack.clock.advance(31 * 86400)
     assert stack.expire_ttl() == 1
     records = stack.read_stream()
-    assert [(r["eventName"], r["dynamodb"]["Keys"]["pk"]["S"], "userIdentity" in r) for r in records] == [
-        ("REMOVE", "event#e1", True)
+    assert [(r["eventName"], r["dynamodb"]["Keys"]["sk"]["S"], "userIdentity" in r) for r in records] == [
+        ("REMOVE", "user", True)
     ]
     assert stack.filter_stream(records) == []
 

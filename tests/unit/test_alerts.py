@@ -2,13 +2,19 @@
 
 from email import message_from_bytes, policy
 
-from redflag import alerts, timers
-from redflag.adapters.delivery import build_mime
+from redflag import alerts, mime, timers
 from redflag.events import UserInfo
 from redflag.rules import Rule
 from redflag.timers import TimerKey, TimerState
 
 T0 = 1_800_000_000.0
+
+
+def build_mime(email, sender):
+    return mime.build_raw(
+        sender=sender, to_name=email.to_name, to_address=email.to_address, subject=email.subject,
+        text=email.text, html=email.html, alert_ids=mime.alert_id_parts(email.alert_id),
+    )  # fmt: skip
 
 
 def flagged(rule: Rule, user: UserInfo, properties=None) -> timers.Timer:
@@ -46,7 +52,10 @@ def test_notify_controls_the_channels():
 
 
 def test_user_typed_text_is_escaped_in_html_and_cannot_inject_headers():
-    evil = UserInfo(email="eve@example.com", name="Eve <script>alert(1)</script>\r\nBcc: all@corp.example")
+    # the door refuses a name with CR/LF; stored data from before must still be inert
+    evil = UserInfo.model_construct(
+        email="eve@example.com", name="Eve <script>alert(1)</script>\r\nBcc: all@corp.example"
+    )
     rule = Rule(label="a <b>bold</b> task\r\nX-Evil: 1", threshold_seconds=600)
     email = alerts.compose_email(flagged(rule, evil))
     assert "<script>" not in email.html and "&lt;script&gt;" not in email.html  # only the first name is used

@@ -5,11 +5,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+from redflag.activity import ActivityKey
 from redflag.alerting import AlertingService
 from redflag.events import Outcome
 from redflag.ingest import IngestService
-from redflag.sweeping import SweepService
-from redflag.timers import TimerKey, TimerState, to_item
+from redflag.sweeping import SweepPlan, SweepService
+from redflag.timers import TimerKey, TimerState
 from tests.fakes import MemoryTimerStore, RecordingSender, StaticRules
 
 T0 = 1_800_000_000.0
@@ -19,9 +20,21 @@ RULES = {"create_landing_page": json.dumps({"label": "creating a landing page", 
 class Clock:
     def __init__(self):
         self.t = T0
+        self.slept = []
 
     def __call__(self):
         return self.t
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.t += max(0, seconds)
+
+
+def sweeper(store, clock, **plan):
+    return SweepService(store, SweepPlan(shards=store.shards, **plan), clock)
 
 
 def make():
@@ -67,7 +80,7 @@ def test_unknown_task_is_ignored_and_user_active_is_recorded():
     service, store, _ = make()
     out = service.ingest([ev("task_started") | {"task": "unknown"}, ev("user_active")])
     assert statuses(out) == [Outcome.IGNORED, Outcome.RECORDED]
-    assert store.activity["u1"][1] == 1
+    assert store.get(ActivityKey(user_id="u1")).active_events == 1
 
 
 def test_rules_are_read_once_per_request_not_per_event():
@@ -82,16 +95,17 @@ def test_sweep_then_alert_exactly_once_even_if_the_change_is_delivered_twice():
     service.ingest([ev("task_started", "a", user={"email": "a@x.co"}), ev("task_started", "b")])
     service.ingest([ev("task_completed", "b")])
     clock.t += 900
-    report = SweepService(store, store.shards).sweep(clock())
+    report = sweeper(store, clock, lookahead=False, passes=1).run(lambda: 60)
     assert report.flagged == 1
     sender = RecordingSender()
-    alerting = AlertingService(sender, clock)
+    alerting = AlertingService(sender)
     timer = store.get(TimerKey(user_id="a", task="create_landing_page"))
-    old = to_item(timer.model_copy(update={"state": TimerState.OPEN}), 4)
+    old = timer.model_copy(update={"state": TimerState.OPEN})
     for _ in range(2):  # a retried batch
-        alerting.handle_change("MODIFY", False, old, to_item(timer, 4))
-    assert [a.channel for a in sender.sent] == ["user", "cs"]
-    assert SweepService(store, store.shards).sweep(clock() + 60).flagged == 0
+        alerting.handle_change("MODIFY", False, old, timer, clock())
+    assert sorted(a.channel for a in sender.sent) == ["cs", "user"]
+    clock.t += 60
+    assert sweeper(store, clock, lookahead=False, passes=1).run(lambda: 60).flagged == 0
 
 
 def test_domain_imports_without_boto3():
@@ -107,14 +121,9 @@ def test_a_sweeper_run_makes_evenly_spaced_passes_and_flags_within_one_spacing()
     service, store, clock = make()
     service.ingest([ev("task_started", "a")])  # due at T0 + 900
     clock.t = T0 + 890
-    slept = []
 
-    def sleep(seconds):
-        slept.append(seconds)
-        clock.t += seconds
-
-    report = SweepService(store, store.shards, passes=3).run(clock, sleep)
+    report = sweeper(store, clock, lookahead=False, passes=3).run(lambda: 60)
     assert report.passes == 3 and report.flagged == 1
-    assert slept == [0, 20, 20]
+    assert clock.slept == [20, 20]
     flagged = store.get(TimerKey(user_id="a", task="create_landing_page"))
     assert flagged.state is TimerState.FLAGGED and flagged.flagged_at == T0 + 910

@@ -104,6 +104,8 @@ def test_failures_are_counted_without_arming():
 
 
 def test_item_codec_round_trips_and_only_open_timers_carry_the_due_index():
+    from redflag.adapters import items
+
     timer = timers.Timer(
         key=TimerKey(user_id="u#1", task="t", instance_id="a#b"),
         state=TimerState.OPEN,
@@ -115,11 +117,11 @@ def test_item_codec_round_trips_and_only_open_timers_carry_the_due_index():
         user=UserInfo(email="a@b.co", name="Ada"),
         properties={"n": 1.5, "nested": {"x": [1, "y"]}},
     )
-    item = timers.to_item(timer, shards=8)
+    item = items.to_item(timer, shards=8)
     assert 0 <= item["due_shard"] < 8
-    assert timers.from_item(item) == timer
+    assert items.timer_of(item) == timer
     done = timer.model_copy(update={"state": TimerState.COMPLETED})
-    assert "due_shard" not in timers.to_item(done, shards=8)
+    assert "due_shard" not in items.to_item(done, shards=8)
 
 
 @pytest.mark.parametrize(
@@ -137,9 +139,13 @@ def test_item_codec_round_trips_and_only_open_timers_carry_the_due_index():
 )
 def test_which_stream_changes_are_red_flags(event_name, by_ttl, old_state, new_state, alerts):
     _, t = step(None, STARTED, T0)
-    image = lambda state: timers.to_item(t.model_copy(update={"state": TimerState(state)}), 8) if state else None  # noqa: E731
+    image = lambda state: t.model_copy(update={"state": TimerState(state)}) if state else None  # noqa: E731
     assert (timers.red_flag(event_name, by_ttl, image(old_state), image(new_state)) is not None) is alerts
 
 
 def test_non_task_items_are_never_red_flags():
-    assert timers.red_flag("REMOVE", True, {"pk": "event#1", "sk": "event", "kind": "event"}, None) is None
+    from redflag.adapters import items
+
+    user_item = {"pk": "u1", "sk": "user", "kind": "user", "version": 1}
+    assert items.timer_of(user_item) is None
+    assert timers.red_flag("REMOVE", True, items.timer_of(user_item), None) is None

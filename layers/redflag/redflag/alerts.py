@@ -1,14 +1,16 @@
-"""What a red flag says, to the user (email) and to customer success (SNS). Pure Python.
+"""What a red flag says, to the user (email) and to customer success (SNS, then chat). Pure Python.
 
-Everything a user typed (name, label, properties) is escaped for the medium it goes into:
-HTML-escaped in the HTML part, stripped of line breaks for anything that becomes a header
-or a subject, and JSON-encoded for CS messages.
+Everything a user typed (name, label, properties) is made inert for the medium it goes into:
+HTML-escaped in the HTML part; one line (no control, format or separator characters) and bounded
+in subjects, and RFC 2047-encoded in headers by ``redflag.mime``; and for customer success, where
+messages end up in chat, ``&``, ``<`` and ``>`` are escaped in every string (keys too), so a name
+such as ``<!channel>`` mentions nobody.
 """
 
 from __future__ import annotations
 
 import html
-import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,13 +18,27 @@ from pydantic import BaseModel, ConfigDict
 
 from redflag.timers import Timer
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+SNS_SUBJECT_MAX = 99  # SNS requires fewer than 100 characters
 
 
 def one_line(text: str, limit: int = 200) -> str:
-    """Safe for a header or subject: no CR/LF or other control characters, bounded length."""
-    flat = _CONTROL.sub(" ", text).strip()
+    """Safe for a subject: control, format and line/paragraph separator characters become spaces
+    (C0, C1, U+0085, U+2028, U+2029, bidi controls), runs of spaces collapse, length bounded."""
+    flat = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c for c in text)
+    flat = " ".join(flat.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def chat_escape(value: Any) -> Any:
+    """``&``, ``<``, ``>`` escaped in every string of a JSON value (keys too): what Slack asks of
+    text so that ``<!channel>`` or ``<@U123>`` is shown, never acted on."""
+    if isinstance(value, str):
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if isinstance(value, dict):
+        return {chat_escape(str(k)): chat_escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [chat_escape(v) for v in value]
+    return value
 
 
 def humanize(seconds: float) -> str:
@@ -109,7 +125,7 @@ def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
     rule = timer.rule
     if rule is None:
         return None
-    elapsed = max(0.0, now - (timer.started_at or now))
+    elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
     who = timer.user.name or timer.key.user_id
     summary = one_line(
         f"{who} has been on {rule.label} for {humanize(elapsed)} (red flag at {humanize(rule.threshold_seconds)})",
@@ -134,8 +150,8 @@ def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
     }
     return CsAlert(
         alert_id=timer.alert_id("cs"),
-        subject=one_line(f"Red flag: {rule.label} ({timer.key.user_id})", 100),
-        message=message,
+        subject=one_line(f"Red flag: {rule.label} ({timer.key.user_id})", SNS_SUBJECT_MAX),
+        message=chat_escape(message),
         attributes={"task": timer.key.task, "severity": rule.severity, "user_id": timer.key.user_id},
     )
 

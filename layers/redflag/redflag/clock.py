@@ -1,23 +1,37 @@
-"""The one clock every piece of Red Flag reads, so tests and the local demo can move time."""
+"""The one clock every piece of Red Flag reads, so tests and the local runner can move time.
+
+Services get ``SYSTEM`` injected by the wiring and pass ``now`` down to the pure domain as a
+number; adapters never read the time. ``set_clock`` swaps what ``SYSTEM`` reads (tests, demo).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 _now: Callable[[], float] = time.time
 _sleep: Callable[[float], None] = time.sleep
 
 
-def now() -> float:
-    """Current time in epoch seconds."""
-    return _now()
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
 
 
-def sleep(seconds: float) -> None:
-    """Wait (a simulated clock moves instead)."""
-    if seconds > 0:
-        _sleep(seconds)
+class _System:
+    """Wall time, unless ``set_clock`` replaced it."""
+
+    def now(self) -> float:
+        return _now()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            _sleep(seconds)
+
+
+SYSTEM: Clock = _System()
 
 
 def set_clock(fn: Callable[[], float] | None, sleeper: Callable[[float], None] | None = None) -> None:

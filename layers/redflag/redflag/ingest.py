@@ -1,20 +1,49 @@
-"""Where an HTTP event becomes a timer: validate each event, look up its rule, apply the
-timer state machine, and commit with a conditional write. No AWS here: the store and the
-rules come in through ``redflag.ports``."""
+"""Where an HTTP event becomes a timer: validate each event, look up its rule, apply the timer state
+machine, and commit with one conditional write. No AWS here: the store and the rules come in through
+``redflag.ports``.
+
+Cost per request: one batched, consistent read of every record the events touch, then one
+conditional write per event that changes something (the write also records the event id, so
+duplicates cost no extra item). Events for the same record are applied in order; different records
+are written concurrently. A record is read again only when a concurrent writer won (version
+conflict).
+
+What a client can rely on: every event gets a status. ``retry`` means a passing fault kept it from
+being applied (nothing of it was written): send that event again. Events with any other status are
+done; sending them again is harmless if they carry an ``event_id``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from redflag import timers
+from redflag.activity import Activity, ActivityKey, apply_activity
 from redflag.events import EventResult, EventType, IngestResponse, Outcome, TaskEvent, describe_errors
-from redflag.ports import DuplicateEvent, RuleSource, TimerStore, VersionConflict
-from redflag.rules import InvalidRule, RuleBook
+from redflag.ports import Record, RecordKey, RuleSource, StoreUnavailable, TimerStore, VersionConflict
+from redflag.rules import InvalidRule, Rule, RuleBook
 
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 5  # writes of one event before it is answered `retry` (each lost to a concurrent writer)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_future_skew_seconds: int = 300
+    max_age_seconds: int = 7 * 86400
+    workers: int = 16  # concurrent writes per request (different records)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    index: int
+    event: TaskEvent
+    at: float
+    rule: Rule | None  # None: user_active (an activity record)
 
 
 class IngestService:
@@ -24,62 +53,144 @@ class IngestService:
         rules: RuleSource,
         clock: Callable[[], float],
         policy: timers.Policy = timers.Policy(),
-        max_future_skew_seconds: int = 300,
+        limits: Limits = Limits(),
     ) -> None:
         self._store = store
         self._rules = rules
         self._clock = clock
         self._policy = policy
-        self._skew = max_future_skew_seconds
+        self._limits = limits
 
     def ingest(self, raw_events: Sequence[Any]) -> IngestResponse:
         now = self._clock()
         book = self._rules.rulebook()
-        results = [self._one(index, raw, now, book) for index, raw in enumerate(raw_events)]
-        rejected = sum(r.status is Outcome.REJECTED for r in results)
-        return IngestResponse(results=results, accepted=len(results) - rejected, rejected=rejected)
+        results: dict[int, EventResult] = {}
+        groups: dict[RecordKey, list[_Planned]] = {}
+        for index, raw in enumerate(raw_events):
+            planned = self._plan(index, raw, now, book)
+            if isinstance(planned, EventResult):
+                results[index] = planned
+            else:
+                groups.setdefault(_key_of(planned), []).append(planned)
+        if groups:
+            results |= self._apply_all(groups, now)
+        ordered = [results[i] for i in range(len(raw_events))]
+        rejected = sum(r.status is Outcome.REJECTED for r in ordered)
+        retry = sum(r.status is Outcome.RETRY for r in ordered)
+        return IngestResponse(results=ordered, accepted=len(ordered) - rejected - retry, rejected=rejected, retry=retry)
 
-    def _one(self, index: int, raw: Any, now: float, book: RuleBook) -> EventResult:
+    # --- validation and rules: nothing touches the store yet ----------------------------------
+
+    def _plan(self, index: int, raw: Any, now: float, book: RuleBook) -> _Planned | EventResult:
         event_id = raw.get("event_id") if isinstance(raw, dict) and isinstance(raw.get("event_id"), str) else None
+        event_id = event_id if event_id is not None and len(event_id) <= 128 else None
+
+        def done(status: Outcome, reason: str | None) -> EventResult:
+            return EventResult(index=index, status=status, event_id=event_id, reason=reason)
+
         try:
             event = TaskEvent.model_validate(raw)
         except ValidationError as exc:
-            return EventResult(
-                index=index, status=Outcome.REJECTED, event_id=event_id, reason=describe_errors(exc.errors())
+            return done(Outcome.REJECTED, describe_errors(exc.errors()))
+        at = event.occurred_at.timestamp() if event.occurred_at is not None else now
+        if at > now + self._limits.max_future_skew_seconds:
+            return done(
+                Outcome.REJECTED, f"occurred_at: more than {self._limits.max_future_skew_seconds} seconds in the future"
             )
-        at = event.occurred_at.timestamp() if event.occurred_at else now
-        if at > now + self._skew:
-            reason = f"occurred_at: more than {self._skew} seconds in the future"
-            return EventResult(index=index, status=Outcome.REJECTED, event_id=event_id, reason=reason)
-        outcome, reason = self._apply(event, at, now, book)
-        return EventResult(index=index, status=outcome, event_id=event_id, reason=reason)
-
-    def _apply(self, event: TaskEvent, at: float, now: float, book: RuleBook) -> tuple[Outcome, str | None]:
-        kind = EventType(event.type)
-        if kind is EventType.USER_ACTIVE:
-            try:
-                self._store.record_activity(event.user_id, at, event.event_id)
-            except DuplicateEvent:
-                return Outcome.DUPLICATE, "event_id already received"
-            return Outcome.RECORDED, None
+        if at < now - self._limits.max_age_seconds:
+            days = self._limits.max_age_seconds / 86400
+            return done(Outcome.REJECTED, f"occurred_at: older than {days:g} days")
+        if event.type == EventType.USER_ACTIVE:
+            return _Planned(index, event, at, None)
         rule = book.lookup(event.task)
         if rule is None:
-            return Outcome.IGNORED, f"no rule for task '{event.task}'"
+            return done(Outcome.IGNORED, f"no rule for task '{event.task}'")
         if isinstance(rule, InvalidRule):
-            return Outcome.IGNORED, f"the rule for task '{event.task}' is invalid: {rule.reason}"
+            return done(Outcome.IGNORED, f"the rule for task '{event.task}' is invalid: {rule.reason}")
         if not rule.applies_to(event.user.segment):
-            return Outcome.IGNORED, f"the rule for task '{event.task}' does not cover this user's segment"
-        key = timers.TimerKey(user_id=event.user_id, task=event.task, instance_id=event.instance_id)
-        for _ in range(MAX_ATTEMPTS):
-            current = self._store.get(key)
-            decision = timers.apply_event(current, key, kind, at, rule, now, event.user, event.properties, self._policy)
-            if decision.timer is None and event.event_id is None:
-                return decision.outcome, decision.reason
+            return done(Outcome.IGNORED, f"the rule for task '{event.task}' does not cover this user's segment")
+        return _Planned(index, event, at, rule)
+
+    # --- the store: one batched read, then the writes ------------------------------------------
+
+    def _apply_all(self, groups: dict[RecordKey, list[_Planned]], now: float) -> dict[int, EventResult]:
+        try:
+            stored = self._store.load(list(groups))
+        except StoreUnavailable as exc:
+            return {p.index: _retry(p, f"store unavailable ({exc.code})") for ps in groups.values() for p in ps}
+        jobs = [(key, planned, stored.get(key)) for key, planned in groups.items()]
+        if len(jobs) == 1 or self._limits.workers <= 1:
+            outcomes = [self._apply_group(*job, now) for job in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self._limits.workers, len(jobs))) as pool:
+                outcomes = list(pool.map(lambda job: self._apply_group(*job, now), jobs))
+        return {r.index: r for group in outcomes for r in group}
+
+    def _apply_group(
+        self, key: RecordKey, planned: list[_Planned], current: Record | None, now: float
+    ) -> list[EventResult]:
+        """The events of one record, in order. A fault stops the group: the rest are `retry` too,
+        so a resend applies them in their order."""
+        out: list[EventResult] = []
+        for position, p in enumerate(planned):
             try:
-                self._store.commit(decision.timer, current.version if current else 0, event.event_id)
-            except DuplicateEvent:
-                return Outcome.DUPLICATE, "event_id already received"
+                result, current = self._apply_one(key, p, current, now)
+            except StoreUnavailable as exc:
+                return out + [_retry(q, f"store unavailable ({exc.code})") for q in planned[position:]]
+            except Exception as exc:  # a bug must not turn applied neighbours into a 500
+                return out + [_retry(q, f"internal error ({type(exc).__name__})") for q in planned[position:]]
+            out.append(result)
+            if result.status is Outcome.RETRY:
+                later = planned[position + 1 :]
+                return out + [_retry(q, "an earlier event for the same timer was not applied") for q in later]
+        return out
+
+    def _apply_one(
+        self, key: RecordKey, p: _Planned, current: Record | None, now: float
+    ) -> tuple[EventResult, Record | None]:
+        event_id = p.event.event_id
+
+        def done(status: Outcome, reason: str | None = None) -> EventResult:
+            return EventResult(index=p.index, status=status, event_id=event_id, reason=reason)
+
+        for _ in range(MAX_ATTEMPTS):
+            if current is not None and timers.seen_before(current.seen, event_id):
+                return done(Outcome.DUPLICATE, "event_id already applied"), current
+            outcome, reason, changed = self._decide(key, p, current, now)
+            if changed is None and (event_id is None or current is None):
+                return done(outcome, reason), current
+            base = changed if changed is not None else current
+            assert base is not None
+            record = base.model_copy(update={"seen": timers.remember(base.seen, event_id)})
+            expected = current.version if current is not None else 0
+            try:
+                self._store.save(record, expected)
             except VersionConflict:
+                current = self._store.load([key]).get(key)  # someone else won: read again, decide again
                 continue
-            return decision.outcome, decision.reason
-        return Outcome.REJECTED, "the timer kept changing under concurrent writes; retry the event"
+            return done(outcome, reason), record.model_copy(update={"version": expected + 1})
+        return done(Outcome.RETRY, "the timer kept changing under concurrent writes; send this event again"), current
+
+    def _decide(
+        self, key: RecordKey, p: _Planned, current: Record | None, now: float
+    ) -> tuple[Outcome, str | None, Record | None]:
+        e = p.event
+        if isinstance(key, ActivityKey):
+            assert current is None or isinstance(current, Activity)
+            return Outcome.RECORDED, None, apply_activity(current, key, p.at, now, e.user, self._policy)
+        assert p.rule is not None and (current is None or isinstance(current, timers.Timer))
+        decision = timers.apply_event(
+            current, key, EventType(e.type), p.at, p.rule, now, e.user, e.properties, self._policy
+        )
+        return decision.outcome, decision.reason, decision.timer
+
+
+def _key_of(p: _Planned) -> RecordKey:
+    e = p.event
+    if p.rule is None:
+        return ActivityKey(user_id=e.user_id)
+    return timers.TimerKey(user_id=e.user_id, task=e.task, instance_id=e.instance_id)
+
+
+def _retry(p: _Planned, why: str) -> EventResult:
+    return EventResult(index=p.index, status=Outcome.RETRY, event_id=p.event.event_id, reason=f"{why}; send again")

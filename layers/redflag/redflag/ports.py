@@ -2,34 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from redflag.activity import Activity, ActivityKey
 from redflag.alerts import Alert
 from redflag.rules import RuleBook
 from redflag.timers import Timer, TimerKey
 
+Record = Timer | Activity
+RecordKey = TimerKey | ActivityKey
+
 
 class VersionConflict(Exception):
-    """Someone else changed the timer between our read and our write; read again."""
+    """Someone else changed the record between our read and our write; read again."""
 
 
-class DuplicateEvent(Exception):
-    """This event_id was already applied."""
+class StoreUnavailable(Exception):
+    """A passing fault (throttled, timed out, unavailable): nothing was written; try again later.
+
+    Carries an error code only, never a message (a message can quote data)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class TimerStore(Protocol):
-    def get(self, key: TimerKey) -> Timer | None: ...
-
-    def commit(self, timer: Timer | None, expected_version: int, event_id: str | None = None) -> None:
-        """Write ``timer`` (version bumped) if the stored version is still ``expected_version``
-        (0 = must not exist), and claim ``event_id``, atomically. Raises VersionConflict or
-        DuplicateEvent; writes nothing then."""
+    def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        """The stored records for ``keys`` (absent ones left out), read consistently, in as few
+        calls as the store allows. Raises StoreUnavailable."""
         ...
 
-    def record_activity(self, user_id: str, at: float, event_id: str | None = None) -> None: ...
+    def save(self, record: Record, expected_version: int) -> None:
+        """Write ``record`` (version bumped) if the stored version is still ``expected_version``
+        (0 = must not exist). Raises VersionConflict or StoreUnavailable; writes nothing then."""
+        ...
 
-    def due(self, shard: int, now: float, limit: int) -> Iterable[TimerKey]: ...
+    def due(self, shard: int, until: float, limit: int) -> Iterable[tuple[TimerKey, int]]:
+        """Open timers of one shard of the due index with ``due_at <= until``: (key, due_at)."""
+        ...
+
+    def flag_due(self, key: TimerKey, now: float, expires_at: int) -> bool:
+        """``timers.expire`` as one conditional write, without reading first: an open timer due by
+        ``now`` becomes flagged. False when it is not (completed, flagged, deleted, not due)."""
+        ...
 
 
 class RuleSource(Protocol):
@@ -38,5 +55,16 @@ class RuleSource(Protocol):
 
 class AlertSender(Protocol):
     def send(self, alert: Alert) -> None:
-        """Deliver once: a second call with the same ``alert.alert_id`` delivers nothing."""
+        """Deliver once: a second call with the same ``alert.alert_id`` delivers nothing.
+        Raises ChannelFailed (transient: retry the record) after recording nothing."""
         ...
+
+
+class ChannelFailed(Exception):
+    """One channel could not deliver now; the record is retried. Carries ids and an error class,
+    never a message (provider messages quote addresses)."""
+
+    def __init__(self, channel: str, error: str) -> None:
+        super().__init__(f"{channel}: {error}")
+        self.channel = channel
+        self.error = error

@@ -1,30 +1,56 @@
-"""Settings for every function, read once from the environment the template gives it."""
+"""Each function's settings, read once from the environment the template gives it.
+
+One model per function, with no default for what the template must provide: a stack that forgot a
+setting fails when the function starts (cold start), naming the variable, not at the first send.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from redflag import mime
 
-class Settings(BaseSettings):
+RulesPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_.-]$")]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class _Base(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    table_name: str = Field(min_length=1, description="DynamoDB table holding timers")
-    rules_path: str = Field(default="/redflag/rules", pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_.-]$")
+
+class IngestSettings(_Base):
+    """events_to_timers: HTTP event -> timer."""
+
+    table_name: Name = Field(description="DynamoDB table holding timers")
+    rules_path: RulesPath
     rules_cache_seconds: int = Field(default=60, ge=0)
-    sender_email: str = ""
-    alert_topic_arn: str = ""
-    idempotency_table_name: str = ""
-    due_shards: int = Field(default=8, ge=1, le=256)
-    sweeps_per_minute: int = Field(default=3, ge=1, le=6, description="passes per scheduled run, evenly spaced")
-    sweep_page_size: int = Field(default=100, ge=1, le=1000)
+    due_shards: int = Field(ge=1, le=256)
     completed_retention_days: int = Field(default=30, ge=1)
-    event_id_retention_hours: int = Field(default=48, ge=1)
     max_future_skew_seconds: int = Field(default=300, ge=0)
+    max_event_age_days: int = Field(default=7, ge=1, le=365)
+    ingest_concurrency: int = Field(default=16, ge=1, le=64)
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]
+class SweepSettings(_Base):
+    """sweep_due_timers: due timer -> flagged."""
+
+    table_name: Name
+    due_shards: int = Field(ge=1, le=256)
+    sweep_mode: Literal["lookahead", "passes"] = "lookahead"
+    sweeps_per_minute: int = Field(default=3, ge=1, le=6, description="passes mode: reads per run")
+    sweep_poll_seconds: float = Field(default=5, ge=1, le=30, description="look-ahead mode: seconds between reads")
+    sweep_page_size: int = Field(default=1000, ge=1, le=1000)
+    sweep_workers: int = Field(default=32, ge=1, le=64)
+    completed_retention_days: int = Field(default=30, ge=1)
+
+
+class AlertSettings(_Base):
+    """timers_to_alerts: timer -> alert."""
+
+    sender_email: Annotated[str, AfterValidator(mime.checked_address)]
+    alert_topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:")]
+    idempotency_table_name: Name
+    parked_queue_url: Annotated[str, Field(pattern=r"^https://")]

@@ -1,4 +1,4 @@
-r"""The timer state machine: one item per (user, task, instance). Pure Python, no AWS.
+r"""The timer state machine: one timer per (user, task, instance). Pure Python: no AWS, no storage format.
 
     (none) --started--> open --completed--> completed
       |                  |  \--due, swept--> flagged --completed--> completed (late)
@@ -8,15 +8,19 @@ Every transition is computed here and written by the store with a condition on `
 so whoever wins the write owns the side effect (see ``redflag.adapters.dynamodb``).
 Out-of-order delivery is resolved by event time: ``last_completed_at`` remembers the latest
 completion ever seen, and a start that predates it never arms a timer.
+
+Duplicates: a timer remembers the fingerprints of the last ``SEEN_EVENTS`` event ids applied to
+it, and the write that applies an event records its id in the same conditional write, so a client
+retry is recognised without a second item or a transaction.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
-import zlib
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -25,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from redflag.events import EventType, Outcome, UserInfo
 from redflag.rules import Rule
 
-KIND_TASK = "task"
+SEEN_EVENTS = 10  # event ids remembered per timer (and per activity record) for duplicate detection
 
 
 class TimerState(StrEnum):
@@ -42,19 +46,20 @@ class TimerKey(BaseModel):
     task: str
     instance_id: str = "default"
 
-    @property
-    def pk(self) -> str:
-        return self.user_id
 
-    @property
-    def sk(self) -> str:
-        # task names cannot contain '#', so the split is unambiguous even if instance_id does
-        return f"task#{self.task}#{self.instance_id}"
+def fingerprint(event_id: str) -> str:
+    """A short, fixed-size stand-in for an event id (64 bits): what a record remembers."""
+    return base64.urlsafe_b64encode(hashlib.blake2b(event_id.encode(), digest_size=8).digest()).decode().rstrip("=")
 
-    @classmethod
-    def from_keys(cls, pk: str, sk: str) -> TimerKey:
-        _, task, instance_id = sk.split("#", 2)
-        return cls(user_id=pk, task=task, instance_id=instance_id)
+
+def seen_before(seen: tuple[str, ...], event_id: str | None) -> bool:
+    return event_id is not None and fingerprint(event_id) in seen
+
+
+def remember(seen: tuple[str, ...], event_id: str | None) -> tuple[str, ...]:
+    if event_id is None:
+        return seen
+    return (*seen, fingerprint(event_id))[-SEEN_EVENTS:]
 
 
 class Timer(BaseModel):
@@ -71,10 +76,11 @@ class Timer(BaseModel):
     duration_seconds: float | None = None
     failures: int = 0
     last_failed_at: float | None = None
-    expires_at: int | None = None  # the TTL attribute
+    expires_at: int | None = None  # when the store may forget it (DynamoDB TTL)
     rule: Rule | None = None  # snapshot at start: a rule edit never changes an armed timer
     user: UserInfo = UserInfo()
     properties: dict[str, Any] = {}
+    seen: tuple[str, ...] = ()  # fingerprints of the last event ids applied
 
     @property
     def run_id(self) -> str:
@@ -93,7 +99,7 @@ class Policy:
 @dataclass(frozen=True)
 class Decision:
     outcome: Outcome
-    timer: Timer | None  # the next item to write; None = nothing changes
+    timer: Timer | None  # the next state to write; None = nothing changes
     reason: str | None = None
 
 
@@ -180,7 +186,10 @@ def apply_event(
 
 
 def expire(current: Timer | None, now: float, policy: Policy = Policy()) -> Timer | None:
-    """The sweeper's transition: an open timer past its due time becomes flagged."""
+    """The sweeper's transition: an open timer past its due time becomes flagged.
+
+    The store applies exactly this as one conditional update without reading the timer first
+    (``TimerStore.flag_due``); a test holds the two to the same answers."""
     if current is None or current.state is not TimerState.OPEN or current.due_at is None:
         return None
     if current.due_at > now:
@@ -190,75 +199,22 @@ def expire(current: Timer | None, now: float, policy: Policy = Policy()) -> Time
     )
 
 
-# --- the item codec: how a Timer looks in DynamoDB (plain Python types, Decimal numbers) ---
-
-
-def shard_of(key: TimerKey, shards: int) -> int:
-    return zlib.crc32(f"{key.pk}\x00{key.sk}".encode()) % shards
-
-
-def to_number(value: float | int) -> Decimal:
-    return Decimal(str(value))
-
-
-def to_item(timer: Timer, shards: int) -> dict[str, Any]:
-    item: dict[str, Any] = {"pk": timer.key.pk, "sk": timer.key.sk, "kind": KIND_TASK}
-    item |= {"user_id": timer.key.user_id, "task": timer.key.task, "instance_id": timer.key.instance_id}
-    item |= {"state": TimerState(timer.state).value, "version": timer.version, "failures": timer.failures}
-    for name in (
-        "started_at", "due_at", "completed_at", "last_completed_at", "flagged_at",
-        "duration_seconds", "last_failed_at", "expires_at",
-    ):  # fmt: skip
-        value = getattr(timer, name)
-        if value is not None:
-            item[name] = to_number(value)
-    if timer.rule is not None:
-        item["rule"] = timer.rule.model_dump_json(exclude_none=True)
-    user = timer.user.model_dump(exclude_none=True)
-    if user:
-        item["user"] = user
-    if timer.properties:
-        item["properties"] = json.dumps(timer.properties, separators=(",", ":"))
-    if timer.state is TimerState.OPEN:  # sparse due index: only open timers carry these
-        item["due_shard"] = shard_of(timer.key, shards)
-    return item
-
-
-def from_item(item: dict[str, Any]) -> Timer:
-    data = {k: v for k, v in item.items() if k not in ("pk", "sk", "kind", "due_shard")}
-    key = TimerKey.from_keys(item["pk"], item["sk"])
-    for name in ("user_id", "task", "instance_id"):
-        data.pop(name, None)
-    for name, value in list(data.items()):
-        if isinstance(value, Decimal):
-            data[name] = int(value) if name in ("version", "failures", "due_at", "expires_at") else float(value)
-    if "rule" in data:
-        data["rule"] = Rule.model_validate_json(data["rule"])
-    if "properties" in data:
-        data["properties"] = json.loads(data["properties"])
-    return Timer(key=key, **data)
-
-
-def is_task_item(item: dict[str, Any] | None) -> bool:
-    return bool(item) and item.get("kind") == KIND_TASK and "sk" in item
-
-
-def red_flag(event_name: str, by_ttl: bool, old: dict[str, Any] | None, new: dict[str, Any] | None) -> Timer | None:
-    """Decide whether a stream change is a red flag, and of which run.
+def red_flag(change: str, by_ttl: bool, old: Timer | None, new: Timer | None) -> Timer | None:
+    """Decide whether a stored change is a red flag, and of which run.
 
     Two ways in, both re-checked here because a stream filter is not a guarantee:
     - TTL deleted a timer that was still open (REMOVE by the DynamoDB service);
     - the sweeper moved an open timer to flagged (MODIFY open -> flagged).
     A TTL delete of a flagged or completed timer, or any delete by a person, is not.
     """
-    if event_name == "REMOVE" and by_ttl and is_task_item(old) and old["state"] == TimerState.OPEN:  # type: ignore[index]
-        return from_item(old)  # type: ignore[arg-type]
+    if change == "REMOVE" and by_ttl and old is not None and old.state is TimerState.OPEN:
+        return old
     if (
-        event_name == "MODIFY"
-        and is_task_item(old)
-        and is_task_item(new)
-        and old["state"] == TimerState.OPEN  # type: ignore[index]
-        and new["state"] == TimerState.FLAGGED  # type: ignore[index]
+        change == "MODIFY"
+        and old is not None
+        and new is not None
+        and old.state is TimerState.OPEN
+        and new.state is TimerState.FLAGGED
     ):
-        return from_item(new)  # type: ignore[arg-type]
+        return new
     return None

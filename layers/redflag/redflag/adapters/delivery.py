@@ -1,75 +1,122 @@
-"""Delivering alerts: SES v2 for the user's email, SNS for customer success.
+"""Delivering alerts: SES v2 for the user's email, SNS for customer success; exactly once per alert.
 
-Exactly once per alert: every send goes through Powertools idempotency keyed on ``alert_id``
-(user, task, instance, run, channel). A Lambda retry of the same batch, a record delivered twice,
-or a TTL delete of a timer the sweeper already flagged cannot send a second message: the first
-completed send is recorded, an in-flight one makes the duplicate fail and retry later. Each
-channel has its own key, so an SES success followed by an SNS failure retries only SNS.
+Every send goes through Powertools idempotency keyed on ``alert_id`` (user, task, instance, run,
+channel): a Lambda retry of the same batch, a record delivered twice, or a TTL delete of a timer the
+sweeper already flagged cannot send a second message. Each channel has its own key, so an SES
+success followed by an SNS failure retries only SNS.
+
+What a failure does:
+
+- **transient** (throttling, timeouts, a service error): nothing is recorded, ``ChannelFailed`` is
+  raised, and the stream record is retried; the other channels of the record go ahead regardless;
+- **permanent** (the provider refuses this message: a rejected or invalid address, a bad
+  parameter, a configuration error): recorded as the alert's result (so never retried, counted
+  once), and the alert is *parked* in the dead-letter queue with the error code, for
+  ``redflag dlq`` (see docs/operations.md);
+- **bookkeeping** after a successful send (the success record cannot be written): the write is
+  retried; if it still fails, the send counts as done and the in-progress record blocks any second
+  send until it expires at the Lambda's deadline. The one window left is stated in the README
+  ("Exactly once, precisely").
+
+No exception raised here carries a provider's message (they quote addresses): codes only.
 """
 
 from __future__ import annotations
 
 import json
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+import time
 from typing import Any
-from urllib.parse import quote
 
-import boto3
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+)
+from botocore.exceptions import BotoCoreError, ClientError
 
+from redflag import mime
+from redflag.adapters import aws
 from redflag.alerts import Alert, CsAlert, EmailAlert
 from redflag.observability import logger, metrics
+from redflag.ports import ChannelFailed
+
+SUCCESS_WRITE_ATTEMPTS = 4
 
 
-def build_mime(alert: EmailAlert, sender: str, reply_to: str | None = None) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = sender
-    # Address() rejects CR/LF and quotes the display name: no header injection from a user's name
-    msg["To"] = Address(display_name=alert.to_name or "", addr_spec=alert.to_address)
-    if reply_to:
-        msg["Reply-To"] = reply_to
-    msg["Subject"] = alert.subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].strip(">"))
-    # which run this is, for tracing and dedupe downstream: quoted parts, so nothing a user typed
-    # can end the header
-    msg["X-RedFlag-Alert"] = "/".join(quote(str(part), safe="") for part in json.loads(alert.alert_id))
-    msg.set_content(alert.text)
-    msg.add_alternative(alert.html, subtype="html")
-    return msg.as_bytes()
+class RetryingPersistenceLayer(DynamoDBPersistenceLayer):
+    """Powertools' DynamoDB store, with the success record retried: the message is already sent,
+    so giving up on the bookkeeping early is what would send it twice."""
+
+    def save_success(self, data: dict[str, Any], result: dict) -> None:
+        for attempt in range(SUCCESS_WRITE_ATTEMPTS):
+            try:
+                super().save_success(data, result)
+                return
+            except Exception:
+                if attempt == SUCCESS_WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * 4**attempt)
 
 
 class AwsDelivery:
-    """Sends one alert on its channel; knows nothing about idempotency."""
+    """Sends one alert on its channel; knows nothing about idempotency. Returns the result to keep
+    (``sent`` or ``rejected``), raises ChannelFailed for a passing fault."""
 
-    def __init__(self, sender: str, topic_arn: str, ses: Any = None, sns: Any = None) -> None:
+    def __init__(self, sender: str, topic_arn: str, parked_queue_url: str, ses: Any, sns: Any, sqs: Any) -> None:
         self._sender = sender
         self._topic = topic_arn
-        self._ses = ses or boto3.client("sesv2")
-        self._sns = sns or boto3.client("sns")
+        self._parked = parked_queue_url
+        self._ses, self._sns, self._sqs = ses, sns, sqs
 
     def deliver(self, alert: Alert) -> dict[str, str]:
-        if isinstance(alert, EmailAlert):
-            out = self._ses.send_email(
-                FromEmailAddress=self._sender,
-                Destination={"ToAddresses": [alert.to_address]},
-                Content={"Raw": {"Data": build_mime(alert, self._sender)}},
-            )
-            return {"channel": "user", "message_id": out.get("MessageId", "")}
-        assert isinstance(alert, CsAlert)
-        out = self._sns.publish(
-            TopicArn=self._topic,
-            Subject=alert.subject,
-            Message=json.dumps(alert.message, ensure_ascii=False),
-            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in alert.attributes.items()},
-        )
-        return {"channel": "cs", "message_id": out.get("MessageId", "")}
+        try:
+            if isinstance(alert, EmailAlert):
+                raw = mime.build_raw(
+                    sender=self._sender,
+                    to_name=alert.to_name,
+                    to_address=alert.to_address,
+                    subject=alert.subject,
+                    text=alert.text,
+                    html=alert.html,
+                    alert_ids=mime.alert_id_parts(alert.alert_id),
+                )
+                out = self._ses.send_email(
+                    FromEmailAddress=self._sender,
+                    Destination={"ToAddresses": [alert.to_address]},
+                    Content={"Raw": {"Data": raw}},
+                )
+            else:
+                assert isinstance(alert, CsAlert)
+                out = self._sns.publish(
+                    TopicArn=self._topic,
+                    Subject=alert.subject,
+                    Message=json.dumps(alert.message, ensure_ascii=False),
+                    MessageAttributes={
+                        k: {"DataType": "String", "StringValue": v} for k, v in alert.attributes.items()
+                    },
+                )
+        except (ClientError, BotoCoreError) as exc:
+            code = aws.error_code(exc)
+            if aws.is_transient(exc):
+                raise ChannelFailed(alert.channel, code) from None
+            self.park(alert, code)
+            return {"channel": alert.channel, "status": "rejected", "error": code}
+        except ValueError:  # the message cannot be written (an address the door should have refused)
+            self.park(alert, "Unwritable")
+            return {"channel": alert.channel, "status": "rejected", "error": "Unwritable"}
+        return {"channel": alert.channel, "status": "sent", "message_id": str(out.get("MessageId", ""))}
+
+    def park(self, alert: Alert, error: str) -> None:
+        """Keep an alert that cannot be delivered, with why: ids and the error code, no content."""
+        body = {"kind": "alert_rejected", "channel": alert.channel, "alert": mime.alert_id_parts(alert.alert_id)}
+        try:
+            self._sqs.send_message(QueueUrl=self._parked, MessageBody=json.dumps(body | {"error": error}))
+        except (ClientError, BotoCoreError) as exc:
+            raise ChannelFailed(alert.channel, f"park:{aws.error_code(exc)}") from None
 
 
 class IdempotentSender:
@@ -77,19 +124,42 @@ class IdempotentSender:
 
     def __init__(self, delivery: AwsDelivery, table_name: str, dynamodb_client: Any = None) -> None:
         self.config = IdempotencyConfig(event_key_jmespath="alert_id", expires_after_seconds=3 * 86400)
-        store = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client)
+        store = RetryingPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client or aws.client("dynamodb"))
+        self._delivery = delivery
 
-        @idempotent_function(data_keyword_argument="alert", config=self.config, persistence_store=store)
-        def send_once(alert: dict[str, Any]) -> dict[str, str]:
-            parsed: Alert = (
-                EmailAlert.model_validate(alert) if alert["channel"] == "user" else CsAlert.model_validate(alert)
-            )
-            result = delivery.deliver(parsed)
-            logger.info("alert sent", extra={"channel": result["channel"], "message_id": result["message_id"]})
-            metrics.add_metric(name=f"AlertsSent{parsed.channel.upper()}", unit="Count", value=1)
+        @idempotent_function(data_keyword_argument="key", config=self.config, persistence_store=store)
+        def send_once(key: dict[str, str], alert: Alert, done: list[dict[str, str]]) -> dict[str, str]:
+            result = delivery.deliver(alert)
+            done.append(result)
+            if result["status"] == "sent":
+                metrics.add_metric(name=f"AlertsSent{alert.channel.upper()}", unit="Count", value=1)
+            else:
+                metrics.add_metric(name=f"AlertsRejected{alert.channel.upper()}", unit="Count", value=1)
+                logger.warning(
+                    "alert rejected and parked",
+                    extra={"alert": mime.alert_id_parts(alert.alert_id), "error": result["error"]},
+                )
             return result
 
         self._send_once = send_once
 
-    def send(self, alert: Alert) -> None:
-        self._send_once(alert=alert.model_dump())
+    def send(self, alert: Alert) -> dict[str, str]:
+        done: list[dict[str, str]] = []
+        try:
+            return self._send_once(key={"alert_id": alert.alert_id}, alert=alert, done=done)
+        except IdempotencyAlreadyInProgressError:
+            raise ChannelFailed(alert.channel, "InProgress") from None
+        except IdempotencyPersistenceLayerError as exc:
+            if done:  # sent, but the success record could not be written: never send it again here
+                metrics.add_metric(name="AlertBookkeepingFailed", unit="Count", value=1)
+                logger.error(
+                    "alert sent but not recorded",
+                    extra={"alert": mime.alert_id_parts(alert.alert_id), "error": _cause(exc)},
+                )
+                return done[0]
+            raise ChannelFailed(alert.channel, f"idempotency:{_cause(exc)}") from None
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or (exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], BaseException) else None)
+    return aws.error_code(cause) if isinstance(cause, BaseException) else type(exc).__name__

@@ -1,20 +1,21 @@
-"""The timer table: the one place that reads or writes it (timers, event-id claims, activity)."""
+"""The timers table: the one place that reads or writes timers and activity records."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from redflag import clock, timers
-from redflag.ports import DuplicateEvent, VersionConflict
+from redflag.adapters import aws, items
+from redflag.ports import Record, RecordKey, StoreUnavailable, VersionConflict
+from redflag.timers import TimerKey, TimerState
 
 DUE_INDEX = "due-index"
-_Op = tuple[str, dict[str, Any], type[Exception]]  # ("Put" | "Update", params, error on condition)
+BATCH_GET_MAX = 100
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 
@@ -28,105 +29,98 @@ def _py(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class DynamoTimerStore:
-    def __init__(
-        self, table_name: str, shards: int, event_id_retention_seconds: int = 48 * 3600, client: Any = None
-    ) -> None:
+    def __init__(self, table_name: str, shards: int, client: Any = None) -> None:
         self._table = table_name
         self._shards = shards
-        self._event_ttl = event_id_retention_seconds
-        self._client = client or boto3.client("dynamodb")
+        self._client = client or aws.client("dynamodb")
 
-    def get(self, key: timers.TimerKey) -> timers.Timer | None:
-        out = self._client.get_item(TableName=self._table, Key=_av({"pk": key.pk, "sk": key.sk}), ConsistentRead=True)
-        return timers.from_item(_py(out["Item"])) if "Item" in out else None
+    def _call(self, method: str, **params: Any) -> Any:
+        try:
+            return getattr(self._client, method)(**params)
+        except ClientError as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                raise VersionConflict() from None
+            if aws.is_transient(exc):
+                raise StoreUnavailable(aws.error_code(exc)) from None
+            raise
+        except BotoCoreError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
 
-    def _event_claim(self, event_id: str, now: float) -> dict[str, Any]:
-        return {
-            "TableName": self._table,
-            "Item": _av(
-                {
-                    "pk": f"event#{event_id}",
-                    "sk": "event",
-                    "kind": "event",
-                    "expires_at": math.ceil(now + self._event_ttl),
-                }
-            ),
-            "ConditionExpression": "attribute_not_exists(pk)",
-        }
+    def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+        """One consistent BatchGetItem per 100 keys; keys DynamoDB leaves unprocessed are asked again."""
+        wanted = {tuple(items.key_of(k).values()): k for k in keys}
+        found: dict[RecordKey, Record] = {}
+        pending = [items.key_of(k) for k in wanted.values()]
+        backoffs = 0
+        while pending:
+            batch, pending = pending[:BATCH_GET_MAX], pending[BATCH_GET_MAX:]
+            out = self._call(
+                "batch_get_item", RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": True}}
+            )
+            for raw in out.get("Responses", {}).get(self._table, []):
+                item = _py(raw)
+                record = items.record_of(item)
+                if record is not None:
+                    found[wanted[(item["pk"], item["sk"])]] = record
+            unprocessed = out.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+            if unprocessed:
+                backoffs += 1
+                if backoffs > 5:
+                    raise StoreUnavailable("UnprocessedKeys")
+                time.sleep(min(0.05 * 2**backoffs, 1.0))
+                pending = [_py(k) for k in unprocessed] + pending
+        return found
 
-    def _timer_put(self, timer: timers.Timer, expected_version: int) -> dict[str, Any]:
-        item = timers.to_item(timer.model_copy(update={"version": expected_version + 1}), self._shards)
+    def save(self, record: Record, expected_version: int) -> None:
+        item = items.to_item(record.model_copy(update={"version": expected_version + 1}), self._shards)
         put: dict[str, Any] = {"TableName": self._table, "Item": _av(item)}
         if expected_version == 0:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            put["ConditionExpression"] = "#v = :v"
-            put["ExpressionAttributeNames"] = {"#v": "version"}
+            put["ConditionExpression"] = "version = :v"
             put["ExpressionAttributeValues"] = _av({":v": expected_version})
-        return put
+        self._call("put_item", **put)
 
-    def commit(self, timer: timers.Timer | None, expected_version: int, event_id: str | None = None) -> None:
-        ops: list[_Op] = []
-        if event_id is not None:
-            ops.append(("Put", self._event_claim(event_id, clock.now()), DuplicateEvent))
-        if timer is not None:
-            ops.append(("Put", self._timer_put(timer, expected_version), VersionConflict))
-        self._write(ops)
-
-    def record_activity(self, user_id: str, at: float, event_id: str | None = None) -> None:
-        """Count a user_active event and keep the latest activity time (an older one only counts)."""
-        claim: list[_Op] = [("Put", self._event_claim(event_id, clock.now()), DuplicateEvent)] if event_id else []
-        base = {"TableName": self._table, "Key": _av({"pk": user_id, "sk": "user"})}
-        latest = base | {
-            "UpdateExpression": "SET kind = :k, last_active_at = :t ADD active_events :one",
-            "ConditionExpression": "attribute_not_exists(last_active_at) OR last_active_at <= :t",
-            "ExpressionAttributeValues": _av({":k": "user", ":t": timers.to_number(at), ":one": 1}),
-        }
-        older = base | {"UpdateExpression": "ADD active_events :one", "ExpressionAttributeValues": _av({":one": 1})}
-        try:
-            self._write([*claim, ("Update", latest, VersionConflict)])
-        except VersionConflict:
-            self._write([*claim, ("Update", older, VersionConflict)])
-
-    def due(self, shard: int, now: float, limit: int) -> Iterator[timers.TimerKey]:
+    def due(self, shard: int, until: float, limit: int) -> Iterator[tuple[TimerKey, int]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": DUE_INDEX,
-            "KeyConditionExpression": "due_shard = :s AND due_at <= :now",
-            "ExpressionAttributeValues": _av({":s": shard, ":now": math.floor(now)}),
+            "KeyConditionExpression": "due_shard = :s AND due_at <= :until",
+            "ExpressionAttributeValues": _av({":s": shard, ":until": math.floor(until)}),
             "Limit": limit,
         }
         while True:
-            page = self._client.query(**kwargs)
+            page = self._call("query", **kwargs)
             for raw in page.get("Items", []):
                 item = _py(raw)
-                yield timers.TimerKey.from_keys(item["pk"], item["sk"])
+                key = items.record_key(item["pk"], item["sk"])
+                if isinstance(key, TimerKey):
+                    yield key, int(item["due_at"])
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    # --- one write path: a single op directly, several in one transaction --------------------
-
-    def _write(self, ops: list[_Op]) -> None:
-        if not ops:
-            return
-        if len(ops) == 1:
-            kind, params, on_condition = ops[0]
-            call = self._client.put_item if kind == "Put" else self._client.update_item
-            try:
-                call(**params)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                    raise on_condition() from exc
-                raise
-            return
+    def flag_due(self, key: TimerKey, now: float, expires_at: int) -> bool:
+        """``timers.expire`` as one UpdateItem, no read: open and due by ``now`` -> flagged, off the index."""
         try:
-            self._client.transact_write_items(TransactItems=[{kind: params} for kind, params, _ in ops])
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []
-            for reason, (_, _, on_condition) in zip(reasons, ops, strict=False):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    raise on_condition() from exc
-            raise
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key=_av(items.key_of(key)),
+                UpdateExpression="SET #s = :flagged, flagged_at = :now, expires_at = :exp, version = version + :one "
+                "REMOVE due_shard",
+                ConditionExpression="#s = :open AND due_at <= :now",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues=_av(
+                    {
+                        ":flagged": TimerState.FLAGGED.value,
+                        ":open": TimerState.OPEN.value,
+                        ":now": items.number(now),
+                        ":exp": expires_at,
+                        ":one": 1,
+                    }
+                ),
+            )
+        except VersionConflict:
+            return False
+        return True

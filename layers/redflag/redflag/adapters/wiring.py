@@ -1,37 +1,53 @@
-"""Builds each service from the settings model: the only place adapters meet the domain."""
+"""The composition root: builds each function's service from its settings model. The only place
+adapters meet the domain; handlers call one of these at cold start."""
 
 from __future__ import annotations
 
-from redflag import clock, timers
+from redflag import clock, ingest, timers
+from redflag.adapters import aws
 from redflag.adapters.delivery import AwsDelivery, IdempotentSender
 from redflag.adapters.dynamodb import DynamoTimerStore
 from redflag.adapters.ssm_rules import SsmRuleSource
 from redflag.alerting import AlertingService
 from redflag.ingest import IngestService
-from redflag.settings import Settings, get_settings
-from redflag.sweeping import SweepService
+from redflag.settings import AlertSettings, IngestSettings, SweepSettings
+from redflag.sweeping import SweepPlan, SweepService
 
 
-def _store(s: Settings) -> DynamoTimerStore:
-    return DynamoTimerStore(s.table_name, s.due_shards, s.event_id_retention_hours * 3600)
+def _policy(retention_days: int) -> timers.Policy:
+    return timers.Policy(retention_seconds=retention_days * 86400)
 
 
-def _policy(s: Settings) -> timers.Policy:
-    return timers.Policy(retention_seconds=s.completed_retention_days * 86400)
-
-
-def ingest_service(s: Settings | None = None) -> IngestService:
-    s = s or get_settings()
+def ingest_service(s: IngestSettings | None = None) -> IngestService:
+    s = s or IngestSettings()  # type: ignore[call-arg]
+    limits = ingest.Limits(
+        max_future_skew_seconds=s.max_future_skew_seconds,
+        max_age_seconds=s.max_event_age_days * 86400,
+        workers=s.ingest_concurrency,
+    )
     rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
-    return IngestService(_store(s), rules, clock.now, _policy(s), s.max_future_skew_seconds)
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits)
 
 
-def alerting_service(s: Settings | None = None) -> tuple[AlertingService, IdempotentSender]:
-    s = s or get_settings()
-    sender = IdempotentSender(AwsDelivery(s.sender_email, s.alert_topic_arn), s.idempotency_table_name)
-    return AlertingService(sender, clock.now), sender
+def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender]:
+    s = s or AlertSettings()  # type: ignore[call-arg]
+    delivery = AwsDelivery(
+        s.sender_email, s.alert_topic_arn, s.parked_queue_url, aws.client("sesv2"), aws.client("sns"), aws.client("sqs")
+    )
+    sender = IdempotentSender(delivery, s.idempotency_table_name)
+    return AlertingService(sender), sender
 
 
-def sweep_service(s: Settings | None = None) -> SweepService:
-    s = s or get_settings()
-    return SweepService(_store(s), s.due_shards, s.sweep_page_size, _policy(s), s.sweeps_per_minute)
+def sweep_service(s: SweepSettings | None = None) -> SweepService:
+    s = s or SweepSettings()  # type: ignore[call-arg]
+    plan = SweepPlan(
+        shards=s.due_shards,
+        lookahead=s.sweep_mode == "lookahead",
+        passes=s.sweeps_per_minute,
+        poll_seconds=s.sweep_poll_seconds,
+        page_size=s.sweep_page_size,
+        workers=s.sweep_workers,
+    )
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    return SweepService(store, plan, clock.SYSTEM, _policy(s.completed_retention_days))

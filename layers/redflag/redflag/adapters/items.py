@@ -1,0 +1,124 @@
+"""How Red Flag's records look in the timers table: keys, ``kind``, ``Decimal`` numbers, the sparse
+due index. The one place that knows the storage format; the domain never sees it.
+
+    timer     pk = user_id  sk = task#{task}#{instance_id}   kind = task   (+ due_shard, due_at when open)
+    activity  pk = user_id  sk = user                       kind = user
+
+Task names cannot contain ``#``, so ``task#{task}#{instance_id}`` splits unambiguously even when the
+instance id does. The same functions decode table reads and stream images (Powertools hands both
+over as plain Python values).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from decimal import Decimal
+from typing import Any
+
+from redflag.activity import Activity, ActivityKey
+from redflag.rules import Rule
+from redflag.timers import Timer, TimerKey, TimerState
+
+KIND_TASK = "task"
+KIND_USER = "user"
+_TIMER_NUMBERS = (
+    "started_at", "due_at", "completed_at", "last_completed_at", "flagged_at",
+    "duration_seconds", "last_failed_at", "expires_at",
+)  # fmt: skip
+_ACTIVITY_NUMBERS = ("first_active_at", "last_active_at", "expires_at")
+
+
+def key_of(key: TimerKey | ActivityKey) -> dict[str, str]:
+    if isinstance(key, ActivityKey):
+        return {"pk": key.user_id, "sk": KIND_USER}
+    return {"pk": key.user_id, "sk": f"task#{key.task}#{key.instance_id}"}
+
+
+def record_key(pk: str, sk: str) -> TimerKey | ActivityKey | None:
+    if sk == KIND_USER:
+        return ActivityKey(user_id=pk)
+    if sk.startswith("task#"):
+        _, task, instance_id = sk.split("#", 2)
+        return TimerKey(user_id=pk, task=task, instance_id=instance_id)
+    return None
+
+
+def shard_of(key: TimerKey, shards: int) -> int:
+    """Which shard of the due index an open timer goes to: stable, spread by a CRC of its key."""
+    k = key_of(key)
+    return zlib.crc32(f"{k['pk']}\x00{k['sk']}".encode()) % shards
+
+
+def number(value: float | int) -> Decimal:
+    return Decimal(str(value))
+
+
+def _numbers(obj: Any, names: tuple[str, ...]) -> dict[str, Decimal]:
+    return {n: number(getattr(obj, n)) for n in names if getattr(obj, n) is not None}
+
+
+def to_item(record: Timer | Activity, shards: int) -> dict[str, Any]:
+    if isinstance(record, Activity):
+        return _activity_item(record)
+    timer = record
+    item: dict[str, Any] = key_of(timer.key) | {"kind": KIND_TASK}
+    item |= {"user_id": timer.key.user_id, "task": timer.key.task, "instance_id": timer.key.instance_id}
+    item |= {"state": TimerState(timer.state).value, "version": timer.version, "failures": timer.failures}
+    item |= _numbers(timer, _TIMER_NUMBERS)
+    if timer.rule is not None:
+        item["rule"] = timer.rule.model_dump_json(exclude_none=True)
+    user = timer.user.model_dump(exclude_none=True)
+    if user:
+        item["user"] = user
+    if timer.properties:
+        item["properties"] = json.dumps(timer.properties, separators=(",", ":"))
+    if timer.seen:
+        item["seen"] = " ".join(timer.seen)
+    if timer.state is TimerState.OPEN:  # sparse due index: only open timers carry due_shard
+        item["due_shard"] = shard_of(timer.key, shards)
+    return item
+
+
+def _activity_item(activity: Activity) -> dict[str, Any]:
+    item: dict[str, Any] = key_of(activity.key) | {"kind": KIND_USER, "user_id": activity.key.user_id}
+    item |= {"version": activity.version, "active_events": activity.active_events}
+    item |= _numbers(activity, _ACTIVITY_NUMBERS)
+    if activity.account_id is not None:
+        item["account_id"] = activity.account_id
+    if activity.seen:
+        item["seen"] = " ".join(activity.seen)
+    return item
+
+
+def _seen(item: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(item.get("seen") or "").split())
+
+
+def timer_of(item: dict[str, Any] | None) -> Timer | None:
+    """The timer an item (or stream image) holds; None for anything that is not a timer."""
+    if not item or item.get("kind") != KIND_TASK or "sk" not in item:
+        return None
+    key = record_key(item["pk"], item["sk"])
+    assert isinstance(key, TimerKey)
+    data: dict[str, Any] = {n: item[n] for n in _TIMER_NUMBERS if n in item}
+    data |= {"state": item["state"], "version": item.get("version", 0), "failures": item.get("failures", 0)}
+    if "rule" in item:
+        data["rule"] = Rule.model_validate_json(item["rule"])
+    if "user" in item:
+        data["user"] = item["user"]
+    if "properties" in item:
+        data["properties"] = json.loads(item["properties"])
+    return Timer(key=key, seen=_seen(item), **data)
+
+
+def activity_of(item: dict[str, Any] | None) -> Activity | None:
+    if not item or item.get("kind") != KIND_USER:
+        return None
+    data: dict[str, Any] = {n: item[n] for n in _ACTIVITY_NUMBERS if n in item}
+    data |= {"version": item.get("version", 0), "active_events": item.get("active_events", 0)}
+    return Activity(key=ActivityKey(user_id=item["pk"]), account_id=item.get("account_id"), seen=_seen(item), **data)
+
+
+def record_of(item: dict[str, Any]) -> Timer | Activity | None:
+    return timer_of(item) or activity_of(item)
