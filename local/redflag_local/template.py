@@ -4,7 +4,8 @@ moto runs no Lambda code and swallows stream records behind an event source mapp
 invoke, so the copy drops the functions' stream and API ``Events`` (we call the handlers
 directly; schedules stay, as EventBridge rules that never fire on their own) and the
 layer (the handlers import ``redflag`` from this checkout). What moto's CloudFormation ignores
-(TTL spec, stream filter criteria, batch size) is read from the template itself.
+(TTL spec, stream filter criteria, batch size) is read from the template itself. What it cannot
+create at all (CloudWatch alarms, SNS subscriptions) it is taught below, through moto's own backends.
 """
 
 from __future__ import annotations
@@ -25,6 +26,77 @@ TEMPLATE = ROOT / "template.yaml"
 class _NoManagedPolicies:
     def load(self) -> dict[str, str]:
         return {}
+
+
+def _teach_moto_cloudformation() -> None:
+    """moto 5.2's CloudFormation has no AWS::CloudWatch::Alarm nor AWS::SNS::Subscription: it
+    warns, skips them, and its describe_stack_resources then fails. Rather than drop the alarms
+    and the ops subscription from the moto copy (and test nothing), create them through moto's
+    cloudwatch and sns backends, as CloudFormation would. Defined on first use (moto's models
+    register as CloudFormationModel subclasses, cached on first lookup: the caches are cleared)."""
+    from moto.cloudformation import parsing
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.common_models import CloudFormationModel
+    from moto.sns.models import sns_backends
+
+    if "AWS::CloudWatch::Alarm" in parsing.get_model_map():
+        return
+
+    class Created:  # a mixin: moto registers only direct subclasses of CloudFormationModel
+        def __init__(self, physical_id: str) -> None:
+            self.physical_resource_id = physical_id
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return False
+
+    class Alarm(Created, CloudFormationModel):
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "AlarmName"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudWatch::Alarm"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            p = cloudformation_json["Properties"]
+            cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=resource_name,
+                namespace=p.get("Namespace"),
+                metric_name=p.get("MetricName"),
+                comparison_operator=p["ComparisonOperator"],
+                evaluation_periods=int(p["EvaluationPeriods"]),
+                datapoints_to_alarm=p.get("DatapointsToAlarm"),
+                period=int(p["Period"]) if "Period" in p else None,
+                threshold=float(p["Threshold"]),
+                statistic=p.get("Statistic"),
+                description=p.get("AlarmDescription"),
+                dimensions=p.get("Dimensions", []),
+                alarm_actions=p.get("AlarmActions", []),
+                ok_actions=p.get("OKActions", []),
+                treat_missing_data=p.get("TreatMissingData"),
+            )
+            return cls(resource_name)
+
+    class Subscription(Created, CloudFormationModel):
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SNS::Subscription"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            p = cloudformation_json["Properties"]
+            sub = sns_backends[account_id][region_name].subscribe(p["TopicArn"], p["Endpoint"], p["Protocol"])
+            return cls(sub.arn)
+
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
 
 
 class Template:
@@ -61,8 +133,40 @@ class Template:
     def function_for(self, folder: str) -> str:
         return next(name for name, path in self.functions.items() if path.name == folder)
 
+    def condition(self, name: str, parameters: dict[str, str]) -> bool:
+        """A template condition's value for these parameters (defaults for the rest): the
+        Fn::Equals/Not/And/Or over parameter Refs that the template's conditions use."""
+        values = {k: str(p.get("Default", "")) for k, p in self.sam.get("Parameters", {}).items()} | parameters
+
+        def value(node: Any) -> Any:
+            if not isinstance(node, dict):
+                return str(node)
+            ((fn, arg),) = node.items()
+            if fn == "Ref":
+                return values[arg]
+            if fn == "Condition":
+                return value(self.sam["Conditions"][arg])
+            args = [value(a) for a in arg]
+            if fn == "Fn::Equals":
+                return args[0] == args[1]
+            if fn == "Fn::Not":
+                return not args[0]
+            if fn == "Fn::And":
+                return all(args)
+            if fn == "Fn::Or":
+                return any(args)
+            raise ValueError(f"{fn} in a condition: not evaluated for the moto copy")
+
+        return value(self.sam["Conditions"][name])
+
     def moto_copy(self, parameters: dict[str, str]) -> dict[str, Any]:
+        _teach_moto_cloudformation()
         sam = copy.deepcopy(self.sam)
+        # moto skips a resource whose Condition is false, but then lists it as None and its
+        # describe_stack_resources fails: leave such resources out of the copy instead
+        for name, res in list(sam["Resources"].items()):
+            if "Condition" in res and not self.condition(res["Condition"], parameters):
+                del sam["Resources"][name]
         sam.get("Globals", {}).get("Function", {}).pop("Layers", None)
         sam.get("Globals", {}).pop("Api", None)
         sam.pop("Outputs", None)  # they name the implicit API, which needs the dropped Events
