@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from redflag.events import EventType
+from redflag_local.events_send import RETRY_DELAYS
 from redflag_local.rules_cli import app as rules_app
 from redflag_local.rules_files import RULES_DIR
 
@@ -72,8 +73,16 @@ def events(
     instance_id: Annotated[str | None, typer.Option(help="Task instance (default: default)")] = None,
     event_id: Annotated[str | None, typer.Option(help="Applied once, however often it is sent")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each request")] = 30,
+    event_ids: Annotated[
+        bool, typer.Option("--event-ids/--no-event-ids", help="Give each event without an event_id a new one")
+    ] = True,
+    retries: Annotated[
+        int, typer.Option(min=0, max=10, help="Resends of events answered retry (backoff 0.5 s, 1 s, 2 s, ...)")
+    ] = len(RETRY_DELAYS),
 ) -> None:
-    """Send events (a file, or one built from flags) and print each event's result; exit 1 if any failed."""
+    """Send events (a file, or one built from flags) and print each event's result; exit 1 if any failed.
+
+    Events without an event_id get one (unless --no-event-ids), so what is answered retry is resent safely."""
     from rich.console import Console
 
     from redflag_local import events_send as es
@@ -92,7 +101,12 @@ def events(
     except es.EventsInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    if not es.report(es.send(target, batch, api_key, timeout), len(batch), Console()):
+    if event_ids:
+        batch = es.with_event_ids(batch)
+    console = Console()
+    delays = tuple(RETRY_DELAYS[0] * 2**k for k in range(retries))
+    outcomes = es.send(target, batch, api_key, timeout, delays=delays, on_retry=es.print_retry(console))
+    if not es.report(outcomes, len(batch), console):
         raise typer.Exit(1)
 
 

@@ -9,7 +9,10 @@ alerts handler, so a red flag is sent about one tick after its threshold. Each e
 ``.eml``) and each customer-success message (``.json``) lands in the outbox folder, named so the
 files sort by time. Console lines carry ids only (user_id, task), never addresses or names.
 
-moto runs in this process and is not thread-safe, so every handler call holds one lock.
+moto runs in this process and is not thread-safe, so every handler call holds one lock. A request
+must arrive within ``READ_TIMEOUT_SECONDS``: a body shorter than its Content-Length (or dripped in
+slowly) is answered 408 and its connection closed, so it cannot hold a worker thread forever; an idle
+keep-alive connection is closed after the same time.
 
 Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``redflag rules``::
 
@@ -49,6 +52,7 @@ from redflag_local.stack import REGION, LocalStack, sample_event
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+READ_TIMEOUT_SECONDS = 5.0  # for the request line and headers, each read; for the whole body, in all
 LOCAL_RULES = "/local/rules"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _task_name = TypeAdapter(TaskName)
@@ -341,6 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "redflag-local"
     protocol_version = "HTTP/1.1"
 
+    timeout = READ_TIMEOUT_SECONDS  # set on the socket before the request line is read
+
     def _dispatch(self) -> None:
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -351,7 +357,15 @@ class _Handler(BaseHTTPRequestHandler):
             status, message = (413, "Request Too Long") if length > 0 else (400, "bad Content-Length")
             self._send(json_answer(status, {"message": message}))
             return
-        body = self.rfile.read(length) if length else None
+        try:
+            body = self._read_body(length) if length else None
+        except _ShortBody as short:
+            self.close_connection = True  # what is left of this body would be read as the next request
+            self.server.app.console.print(
+                f"{escape(self.command)} {escape(urlsplit(self.path).path)} -> {short.status} ({short.message})"
+            )
+            self._send(json_answer(short.status, {"message": short.message}))
+            return
         client = self.client_address[0]
         try:
             answer = self.server.app.handle(self.command, self.path, list(self.headers.items()), body, client)
@@ -360,11 +374,37 @@ class _Handler(BaseHTTPRequestHandler):
             answer = json_answer(500, {"message": "local server error; see its console"})
         self._send(answer)
 
+    def _read_body(self, length: int) -> bytes:
+        """Exactly ``length`` bytes, all within READ_TIMEOUT_SECONDS (a slow drip runs out of time too)."""
+        deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(length - got, 64 * 1024))
+                if not chunk:
+                    raise _ShortBody(400, f"body: the connection ended after {got} of {length} bytes (Content-Length)")
+                chunks.append(chunk)
+                got += len(chunk)
+        except TimeoutError:
+            raise _ShortBody(
+                408, f"body: {got} of {length} bytes (Content-Length) arrived in {READ_TIMEOUT_SECONDS:g} s"
+            ) from None
+        finally:
+            self.connection.settimeout(self.timeout)
+        return b"".join(chunks)
+
     def _send(self, answer: HttpAnswer) -> None:
         self.send_response(answer.status)
         for name, value in answer.headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
         self.wfile.write(answer.body)
@@ -373,6 +413,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: LocalServer logs one line per request, with ids only."""
+
+
+class _ShortBody(Exception):
+    """The body did not arrive in full: 408 (out of time) or 400 (the connection ended)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class _Server(ThreadingHTTPServer):

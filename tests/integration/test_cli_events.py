@@ -1,6 +1,11 @@
 """`redflag events`: a file or one event from flags, to a running `redflag serve`, result per event."""
 
 import json
+import re
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from typer.testing import CliRunner
 
@@ -61,6 +66,144 @@ def test_bad_input_is_a_clear_error_before_sending(tmp_path):
         assert result.exit_code == 1 and message in result.output, (args, result.output)
 
 
-def test_an_unreachable_url_fails():
-    result = events("--url", "http://127.0.0.1:9/v1/events", "--type", "task_started", "--task", "t", "--user-id", "u")
+def test_an_unreachable_url_fails_after_its_retries():
+    one = ["--url", "http://127.0.0.1:9/v1/events", "--type", "task_started", "--task", "t", "--user-id", "u"]
+    result = events(*one, "--retries", "1")
     assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9/v1/events" in result.output
+    assert "retry: 1 event(s) (#0) again in 0.5 s" in result.output and "(after 2 attempts)" in result.output
+    result = events(*one, "--no-event-ids")  # no event_id: it is not safe to send it again
+    assert result.exit_code == 1 and "cannot reach" in result.output and "retry:" not in result.output
+
+
+# --- event ids and retries, against a scripted stand-in for the API -----------------------------
+
+HEX_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+def applied(events, status="armed"):
+    """The API's 202 body for these events, all with ``status``."""
+    results = [
+        {"index": i, "status": status, "event_id": e.get("event_id"), "reason": None} for i, e in enumerate(events)
+    ]
+    retry = len(results) if status == "retry" else 0
+    return {"results": results, "accepted": len(results) - retry, "rejected": 0, "retry": retry}
+
+
+@contextmanager
+def fake_api(*answers):
+    """POST /v1/events on 127.0.0.1: the n-th request gets ``answers[n](events)`` -> (status, body,
+    headers); the last answer repeats. Yields (url, the list of event lists received)."""
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            events = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["events"]
+            received.append(events)
+            status, body, headers = answers[min(len(received), len(answers)) - 1](events)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/events", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def write_events(tmp_path, events):
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(events))
+    return str(path)
+
+
+def test_event_ids_are_generated_unless_given_or_turned_off(tmp_path):
+    given = {"type": "task_started", "task": "quick", "user_id": "u-id-1", "event_id": "mine-1"}
+    bare = {"type": "task_started", "task": "quick", "user_id": "u-id-2"}
+    file = write_events(tmp_path, [given, bare])
+    with fake_api(lambda evs: (202, applied(evs), None)) as (url, received):
+        assert events("--url", url, file).exit_code == 0
+        assert events("--url", url, "--no-event-ids", file).exit_code == 0
+    (first, second) = received
+    assert first[0]["event_id"] == "mine-1" and HEX_ID.fullmatch(first[1]["event_id"])
+    assert second == [given, bare]  # as written: no ids added
+    assert json.loads((tmp_path / "events.json").read_text())[1] == bare  # the file is not touched
+
+
+def test_a_generated_event_id_is_shown_for_the_real_api(served):
+    args = ["--url", served.url, "--type", "task_started", "--task", "quick", "--user-id", "u-cli-gen"]
+    result = events(*args)
+    assert result.exit_code == 0, result.output
+    assert "armed" in result.output and HEX_ID.search(result.output)
+    result = events(*args, "--no-event-ids", "--instance-id", "other")
+    assert result.exit_code == 0, result.output
+    assert not HEX_ID.search(result.output)
+
+
+def test_only_the_events_answered_retry_are_sent_again_with_their_event_ids(tmp_path):
+    batch = [
+        {"type": "task_started", "task": "quick", "user_id": f"u-retry-{i}", "user": {"email": f"u{i}@example.com"}}
+        for i in range(3)
+    ]
+
+    def one_retry(evs):
+        body = applied(evs)
+        body["results"][1] |= {"status": "retry", "reason": "store unavailable (Throttling); send again"}
+        return 202, body | {"accepted": 2, "retry": 1}, {"Retry-After": "1"}
+
+    with fake_api(one_retry, lambda evs: (202, applied(evs), None)) as (url, received):
+        started_at = time.monotonic()
+        result = events("--url", url, write_events(tmp_path, batch))
+        took = time.monotonic() - started_at
+    assert result.exit_code == 0, result.output
+    assert len(received) == 2
+    assert received[1] == [received[0][1]]  # only the retry event, with the same event_id
+    assert HEX_ID.fullmatch(received[1][0]["event_id"])
+    assert took >= 1  # Retry-After: 1 outweighs the first backoff (0.5 s)
+    assert "retry: 1 event(s) (#1) again in 1 s" in result.output
+    assert "3 accepted, 0 rejected, 0 not sent" in result.output
+    assert "@example.com" not in result.output  # ids only
+
+
+def test_a_retry_that_never_clears_fails(tmp_path):
+    one = write_events(tmp_path, [{"type": "task_started", "task": "quick", "user_id": "u-stuck"}])
+    every_time = lambda evs: (503, applied(evs, "retry"), {"Retry-After": "0"})  # noqa: E731
+    with fake_api(every_time) as (url, received):
+        result = events("--url", url, "--retries", "2", one)
+    assert result.exit_code == 1, result.output
+    assert len(received) == 3 and received[0] == received[1] == received[2]
+    assert "0 accepted, 0 rejected, 0 not sent, 1 still to retry" in result.output
+
+
+def test_a_whole_request_failure_is_resent_only_when_every_event_has_an_id(tmp_path):
+    one = write_events(tmp_path, [{"type": "task_started", "task": "quick", "user_id": "u-500"}])
+    crash = lambda evs: (500, {"message": "internal error; nothing was applied"}, None)  # noqa: E731
+    with fake_api(crash, lambda evs: (202, applied(evs), None)) as (url, received):
+        result = events("--url", url, one)
+    assert result.exit_code == 0, result.output
+    assert len(received) == 2 and received[0] == received[1]
+    with fake_api(crash, lambda evs: (202, applied(evs), None)) as (url, received):
+        result = events("--url", url, "--no-event-ids", one)
+    assert result.exit_code == 1 and len(received) == 1  # it may have been applied: not sent twice
+    assert "HTTP 500: internal error; nothing was applied" in result.output
+
+
+def test_an_answer_without_a_result_per_event_fails(tmp_path):
+    one = write_events(tmp_path, [{"type": "task_started", "task": "quick", "user_id": "u-odd"}])
+    with fake_api(lambda evs: (202, {"accepted": 1}, None)) as (url, received):
+        result = events("--url", url, one)
+    assert result.exit_code == 1 and len(received) == 1
+    assert "HTTP 202: the answer does not hold one result per event" in result.output
+    assert "0 accepted, 0 rejected, 1 not sent" in result.output

@@ -9,7 +9,7 @@ from email import message_from_bytes, policy
 from typer.testing import CliRunner
 
 from redflag_local.cli import app
-from redflag_local.serve import LocalServer
+from redflag_local.serve import READ_TIMEOUT_SECONDS, LocalServer
 from tests.integration.conftest import started
 
 
@@ -91,6 +91,40 @@ def test_bad_events_are_rejected_one_by_one(served):
     assert [r["status"] for r in out["results"]] == ["ignored", "rejected"]
     assert out["results"][1]["reason"].startswith("user_id:")
     assert (out["accepted"], out["rejected"]) == (1, 1)
+
+
+def read_answer(conn, limit):
+    """Everything the server sends until it closes the connection (or ``limit`` seconds pass)."""
+    conn.settimeout(limit)
+    data = b""
+    try:
+        while chunk := conn.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+def test_a_body_shorter_than_its_content_length_is_a_408_not_a_hung_worker(served):
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        head = f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        conn.sendall(f"{head}Content-Length: 100\r\n\r\n".encode() + b'{"events":')  # 10 of 100 bytes
+        sent = time.monotonic()
+        # meanwhile the server answers others: the short body holds one thread only
+        status, out, _ = served.post(started("u-serve-408a", task="quick"))
+        assert status == 202 and out["results"][0]["status"] == "armed"
+        raw = read_answer(conn, READ_TIMEOUT_SECONDS + 5)
+        took = time.monotonic() - sent
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), raw[:200]
+    assert b"connection: close" in head.lower()
+    message = json.loads(body)["message"]
+    assert "10 of 100 bytes" in message
+    assert READ_TIMEOUT_SECONDS - 0.5 <= took <= READ_TIMEOUT_SECONDS + 3, took  # and then it closed (recv got b"")
+    status, out, _ = served.post(started("u-serve-408b", task="quick"))
+    assert status == 202 and out["results"][0]["status"] == "armed"
+    assert "408" in served.output()
 
 
 def test_an_api_key_is_required_when_given(tmp_path):

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 from typing import Any
 
@@ -81,21 +82,25 @@ def is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+NOT_JSON = "application/x-redflag-not-json"  # a type Powertools parses as nothing: it answers 415
+
+
 def normalize_content_type(event: dict[str, Any]) -> bool:
-    """Rewrite a JSON media type to ``application/json`` (what Powertools compares, case-sensitively);
-    False when the body is not JSON. Both header maps of the proxy event are kept in step."""
+    """One media type for Powertools to compare (it compares case-sensitively, by prefix): every
+    Content-Type value of the proxy event (both header maps) becomes ``application/json`` when all of
+    them are JSON, else ``NOT_JSON``, so a form, a multipart body or ``application/jsonx`` is never
+    parsed (and never echoed) but refused with a 415. False when the body is not JSON."""
     headers = event.get("headers") or {}
     multi = event.get("multiValueHeaders") or {}
-    names = [k for k in headers if k.lower() == "content-type"] + [k for k in multi if k.lower() == "content-type"]
+    names = {k for k in [*headers, *multi] if k.lower() == "content-type"}
     values = [headers[k] for k in names if k in headers] + [v for k in names if k in multi for v in (multi[k] or [])]
-    if not all(is_json(v) for v in values):
-        return False
+    ok = all(is_json(v) for v in values)
     for k in names:
         if k in headers:
-            headers[k] = "application/json"
+            headers[k] = "application/json" if ok else NOT_JSON
         if k in multi:
-            multi[k] = ["application/json"]
-    return True
+            multi[k] = ["application/json" if ok else NOT_JSON]
+    return ok
 
 
 def error(status: int, message: str, errors: list[dict] | None = None) -> Response:
@@ -132,5 +137,7 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
     def _unexpected(exc: Exception) -> Response:
         if not is_json(app.current_event.headers.get("content-type")):
             return error(415, UNSUPPORTED)
+        if isinstance(exc, binascii.Error | UnicodeDecodeError):  # isBase64Encoded with a bad body
+            return error(400, "body: not valid base64-encoded UTF-8")
         logger.error("unhandled error", extra={"error": type(exc).__name__})
         return error(500, "internal error; nothing was applied, the request can be sent again")
