@@ -25,8 +25,8 @@ def record_handler(record: DynamoDBStreamRecordModel) -> None:
     change = record.dynamodb
     keys = {k: v for k, v in (change.Keys or {}).items() if k in ("pk", "sk")}
     by_ttl = record.userIdentity is not None  # the model only admits the DynamoDB service identity
-    old, new = timer_of(change.OldImage), timer_of(change.NewImage)  # type: ignore[arg-type]
     try:
+        old, new = timer_of(change.OldImage), timer_of(change.NewImage)  # type: ignore[arg-type]
         sent = service.handle_change(record.eventName, by_ttl, old, new, clock.SYSTEM.now())
     except ChannelsFailed as exc:
         errors = {f.channel: f.error for f in exc.failures}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -22,9 +23,12 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import botocore.endpoint
 from boto3.dynamodb.types import TypeDeserializer
+from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 from moto.events.models import EventPattern
 
 from redflag import clock
@@ -41,6 +45,12 @@ LOCAL_ENV = {
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",  # moto does not route account-id endpoints
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_DEV": "false",
+    # moto answers one call at a time (in-process, GIL-bound, not thread-safe): the functions' pools
+    # run one worker wide here; tests/unit drive the pools on thread-safe fakes, and
+    # tests/integration/test_concurrency.py runs them at full width on moto
+    "INGEST_CONCURRENCY": "1",
+    "SWEEP_WORKERS": "1",
+    "ALERT_CHANNEL_CONCURRENCY": "1",
 }
 _de = TypeDeserializer()
 
@@ -67,6 +77,101 @@ class SimClock:
         for hook in self.on_sleep:
             hook(wake)
         self.t = max(self.t, wake)
+
+
+# --- faults: AWS failing the way it does, for fault runs ------------------------------------------
+
+
+class LambdaCrash(BaseException):  # a crash, not an error a handler may catch
+    """The function instance dies mid-invocation (out of memory, timeout): nothing after it runs."""
+
+
+@dataclass
+class Fault:
+    """Fail a share of one AWS operation's calls with a real error response (so the SDK's own retries
+    and error parsing run as on AWS), or crash the function (``crash``) on the ``nth`` matching call."""
+
+    service: str  # botocore service name: dynamodb, sesv2, sns, sqs, ...
+    operation: str  # PutItem, SendEmail, Publish, ...
+    code: str = "ThrottlingException"
+    status: int = 400
+    rate: float = 0.0  # share of matching calls that fail
+    nth: list[int] = field(default_factory=list)  # these matching calls (1-based) fail, whatever the rate
+    crash: bool = False
+    table: str | None = None  # DynamoDB: only calls on this table
+    body_contains: str | None = None  # only calls whose request body holds this text
+    calls: int = 0
+    injected: int = 0
+
+
+_PROTOCOL = {"dynamodb": "json", "sesv2": "rest-json", "sns": "query", "sqs": "json", "ssm": "json"}
+
+
+def _error_response(url: str, service: str, code: str, status: int) -> AWSResponse:
+    if _PROTOCOL.get(service, "json") == "query":
+        body = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>injected fault</Message>"
+            "</Error><RequestId>fault</RequestId></ErrorResponse>"
+        ).encode()
+        headers = {"Content-Type": "text/xml"}
+    else:
+        body = json.dumps({"__type": code, "message": "injected fault"}).encode()
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": f"{code}:"}
+    return AWSResponse(url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+
+
+class Faults:
+    """The faults in force. moto answers every AWS call in this process through one stubber; it is
+    wrapped once so the faults are consulted first, and a faulted call never reaches moto."""
+
+    def __init__(self) -> None:
+        self.rules: list[Fault] = []
+        self.rng = random.Random(0)
+
+    def check(self, request: Any, event_name: str) -> AWSResponse | None:
+        _, service, operation = [*event_name.split("."), "", "", ""][:3]
+        body = request.body or b""
+        body = body.encode() if isinstance(body, str) else bytes(body) if isinstance(body, bytes | bytearray) else b""
+        for rule in self.rules:
+            if rule.service != service or rule.operation != operation:
+                continue
+            if rule.table is not None and json.loads(body or b"{}").get("TableName") != rule.table:
+                continue
+            if rule.body_contains is not None and rule.body_contains.encode() not in body:
+                continue
+            rule.calls += 1
+            if rule.calls in rule.nth or (rule.rate and self.rng.random() < rule.rate):
+                rule.injected += 1
+                if rule.crash:
+                    raise LambdaCrash(f"{service}.{operation} call {rule.calls}")
+                return _error_response(request.url, service, rule.code, rule.status)
+        return None
+
+
+FAULTS = Faults()
+_moto_call = BotocoreStubber.__call__
+
+
+def _call_with_faults(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
+    if self.enabled and FAULTS.rules:
+        injected = FAULTS.check(request, event_name)
+        if injected is not None:
+            return injected
+    return _moto_call(self, event_name, request, **kwargs)
+
+
+BotocoreStubber.__call__ = _call_with_faults  # type: ignore[method-assign]
+
+
+class _NoWait:
+    """The SDK's retry backoff: moto answers at once, and simulated time does not pass in a backoff."""
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        return None
+
+
+botocore.endpoint.time = _NoWait  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -122,6 +227,7 @@ class LocalStack:
         self._mock = mock_aws()
         self._ttl_deleted: set[tuple[str, str]] = set()
         self._stream_position: dict[str, str] = {}  # shard id -> last sequence number read
+        self._shard_of_record: dict[str, str] = {}  # sequence number -> shard id
         self.handlers: dict[str, ModuleType] = {}
         self.function_env: dict[str, dict[str, str]] = {}
 
@@ -130,6 +236,7 @@ class LocalStack:
     def start(self) -> LocalStack:
         os.environ.update(LOCAL_ENV)
         self._mock.start()
+        FAULTS.rules.clear()
         clock.set_clock(self.clock, self.clock.sleep)
         cfn = boto3.client("cloudformation")
         body = self.template.moto_copy(self.parameters)
@@ -164,8 +271,19 @@ class LocalStack:
         return boto3.client("dynamodbstreams")
 
     def stop(self) -> None:
+        FAULTS.rules.clear()
         clock.set_clock(None)
         self._mock.stop()
+
+    @contextmanager
+    def faults(self, *rules: Fault, seed: int = 0):
+        """Inject ``rules`` (and nothing else) for the duration of the block."""
+        FAULTS.rules[:] = list(rules)
+        FAULTS.rng = random.Random(seed)
+        try:
+            yield FAULTS
+        finally:
+            FAULTS.rules.clear()
 
     def __enter__(self) -> LocalStack:
         try:
@@ -246,37 +364,39 @@ class LocalStack:
         event = sample_event("sweep_due_timers/scheduled.json")
         return self.invoke(self.template.function_for("sweep_due_timers"), event)
 
-    def read_stream(self) -> list[dict[str, Any]]:
-        """New stream records, shaped as Lambda receives them (eventSourceARN, TTL identity)."""
-        streams = self.streams
-        shards = streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
-        records: list[dict[str, Any]] = []
-        for shard in shards:
-            sid = shard["ShardId"]
-            # A fresh iterator from our last position every time: when a transaction fails, moto
-            # restores a deep copy of the table, and iterators taken before then read a dead shard.
-            where = {"ShardIteratorType": "TRIM_HORIZON"}
-            if sid in self._stream_position:
-                where = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self._stream_position[sid]}
-            iterator = streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=sid, **where)["ShardIterator"]
-            while True:  # get_records returns at most 1,000 records a call: read to the end
-                out = streams.get_records(ShardIterator=iterator)
-                iterator = out["NextShardIterator"]
-                records.extend(out["Records"])
-                if not out["Records"]:
-                    break
-                self._stream_position[sid] = out["Records"][-1]["dynamodb"]["SequenceNumber"]
+    def read_stream(self, table: str = "TimersTable") -> list[dict[str, Any]]:
+        """New stream records of a table, shaped as Lambda receives them (eventSourceARN, the TTL
+        identity on TTL deletes). Read from moto's stream shard itself, as an event source mapping
+        polls it: moto's GetRecords re-serializes every record through its slowest code path
+        (seconds per call at a few thousand records), which is moto's cost, not the design's."""
+        from moto.dynamodb.models import dynamodb_backends
+
+        name = self.physical[table]
+        shard = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(name).stream_shard
+        # by sequence number, not list position: moto swaps in a copy of the table on a failed
+        # transaction, so a shard object taken before may be a dead one
+        last = self._stream_position.get(name)
+        start = 0 if last is None else int(last) - shard.starting_sequence_number + 1
+        raw = shard.items[start:]
+        if not raw:
+            return []
+        records = json.loads(json.dumps([r.record for r in raw], default=lambda d: d.timestamp()))
+        self._stream_position[name] = records[-1]["dynamodb"]["SequenceNumber"]
+        arn = self.streams_arn(table)
         for record in records:
-            record["eventSourceARN"] = self.stream_arn
+            self._shard_of_record[record["dynamodb"]["SequenceNumber"]] = shard.id
+            record["eventSourceARN"] = arn
             keys = record["dynamodb"]["Keys"]
             key = (keys["pk"]["S"], keys["sk"]["S"])
             if record["eventName"] == "REMOVE" and key in self._ttl_deleted:
                 self._ttl_deleted.discard(key)
                 record["userIdentity"] = dict(TTL_IDENTITY)
-            approx = record["dynamodb"].get("ApproximateCreationDateTime")
-            if approx is not None and not isinstance(approx, (int, float)):
-                record["dynamodb"]["ApproximateCreationDateTime"] = approx.timestamp()
         return records
+
+    def streams_arn(self, table: str = "TimersTable") -> str:
+        if table == "TimersTable":
+            return self.stream_arn
+        return self.ddb.describe_table(TableName=self.physical[table])["Table"]["LatestStreamArn"]
 
     def filter_stream(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The records the template's FilterCriteria let through to the alerts function."""
@@ -285,16 +405,74 @@ class LocalStack:
         return [r for r in records if any(p.matches_event(r) for p in patterns)]
 
     def deliver_stream(self, records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-        """Run the alerts function on the stream as its event source mapping would:
-        only records passing the template's filter criteria, in batches of its BatchSize."""
+        """Run the alerts function on the stream as its event source mapping would: only records
+        passing the template's filter criteria, in batches of its BatchSize, in order; a record
+        reported failed is retried with everything after it; a function error (a crash) bisects the
+        batch (BisectBatchOnFunctionError); after MaximumRetryAttempts retries the batch is parked in
+        the OnFailure destination (the DLQ) as the batch's shard and sequence numbers, as AWS does.
+        Returns every invocation's response, in order (a crash as ``{"crash": ...}``)."""
         function = self.template.function_for("timers_to_alerts")
+        mapping = self.template.function_event(function, "DynamoDB")
         records = self.read_stream() if records is None else records
         passing = self.filter_stream(records)
-        size = int(self.template.function_event(function, "DynamoDB").get("BatchSize", 100))
-        responses = []
+        size = int(mapping.get("BatchSize", 100))
+        responses: list[dict[str, Any]] = []
         for i in range(0, len(passing), size):
-            responses.append(self.invoke(function, {"Records": passing[i : i + size]}))
+            self._deliver_batch(function, mapping, passing[i : i + size], responses)
         return responses
+
+    def _deliver_batch(
+        self, function: str, mapping: dict[str, Any], batch: list[dict[str, Any]], responses: list[dict[str, Any]]
+    ) -> None:
+        retries_left = int(mapping.get("MaximumRetryAttempts", -1))
+        bisect = bool(mapping.get("BisectBatchOnFunctionError", False))
+        pending = [batch]
+        while pending:
+            batch = pending.pop(0)
+            while batch:
+                try:
+                    out = self.invoke(function, {"Records": batch})
+                except LambdaCrash as crash:
+                    responses.append({"crash": str(crash)})
+                    if bisect and len(batch) > 1:  # splitting does not use up a retry
+                        half = len(batch) // 2
+                        pending[:0] = [batch[:half], batch[half:]]
+                        break
+                    failed_from = 0
+                else:
+                    responses.append(out)
+                    failures = [f["itemIdentifier"] for f in out.get("batchItemFailures", [])]
+                    if not failures:
+                        break
+                    sequence = [r["dynamodb"]["SequenceNumber"] for r in batch]
+                    failed_from = min(sequence.index(f) for f in failures)
+                batch = batch[failed_from:]
+                if retries_left == 0:
+                    self._park(batch)
+                    break
+                retries_left -= 1
+
+    def _park(self, batch: list[dict[str, Any]]) -> None:
+        """The OnFailure destination's message for a stream batch that ran out of retries."""
+        first, last = batch[0], batch[-1]
+        message = {
+            "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": "local"},
+            "DDBStreamBatchInfo": {
+                "shardId": self._shard_of_record.get(first["dynamodb"]["SequenceNumber"], ""),
+                "startSequenceNumber": first["dynamodb"]["SequenceNumber"],
+                "endSequenceNumber": last["dynamodb"]["SequenceNumber"],
+                "batchSize": len(batch),
+                "streamArn": self.stream_arn,
+            },
+        }
+        queue = self.physical["AlertsDeadLetterQueue"]
+        boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(message))
+
+    def parked(self) -> list[dict[str, Any]]:
+        """Everything in the dead-letter queue now, left in place."""
+        from redflag_local.dlq import peek
+
+        return [m.body for m in peek(boto3.client("sqs"), self.physical["AlertsDeadLetterQueue"])]
 
     def tick(self, seconds: float, sweep: bool = True, ttl_lateness: float | None = None) -> None:
         """Let ``seconds`` pass, then run what would have run: the sweeper, TTL, the stream."""

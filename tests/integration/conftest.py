@@ -26,6 +26,27 @@ def stack():
 
 
 @pytest.fixture
+def json_logs(caplog):
+    """The functions' log lines as Powertools writes them (JSON), from this test: call it for the list,
+    ``.clear()`` to start over."""
+    import logging
+
+    from redflag.observability import logger
+
+    caplog.set_level(logging.INFO)
+    formatter = logger.registered_formatter
+
+    class Lines:
+        def __call__(self):
+            return [json.loads(formatter.format(r)) for r in caplog.records if r.name == logger.name]
+
+        def clear(self):
+            caplog.clear()
+
+    return Lines()
+
+
+@pytest.fixture
 def passes_stack():
     """The template with SweepMode=passes (SweepsPerMinute reads a run instead of the look-ahead)."""
     with LocalStack(parameters={"SweepMode": "passes"}) as s:

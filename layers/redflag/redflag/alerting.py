@@ -23,8 +23,9 @@ class ChannelsFailed(Exception):
 
 
 class AlertingService:
-    def __init__(self, sender: AlertSender) -> None:
+    def __init__(self, sender: AlertSender, workers: int = 4) -> None:
         self._sender = sender
+        self._workers = workers
 
     def handle_change(
         self, change: str, by_ttl: bool, old: timers.Timer | None, new: timers.Timer | None, now: float
@@ -42,8 +43,8 @@ class AlertingService:
             except ChannelFailed as exc:
                 failures.append(exc)
 
-        if len(planned) > 1:
-            with ThreadPoolExecutor(max_workers=len(planned)) as pool:
+        if len(planned) > 1 and self._workers > 1:
+            with ThreadPoolExecutor(max_workers=min(self._workers, len(planned))) as pool:
                 list(pool.map(send, planned))
         else:
             for alert in planned:

@@ -67,7 +67,10 @@ def build_raw(
     alert_ids: list[str],
     extra_headers: dict[str, str] | None = None,
 ) -> bytes:
-    """The raw MIME message (SES v2 ``Content.Raw``): text and HTML alternatives, encoded headers."""
+    """The raw MIME message (SES v2 ``Content.Raw``): text and HTML alternatives, encoded headers.
+    ValueError when the address cannot be written as itself (it should have been refused at the door)."""
+    if checked_address(to_address) != to_address:
+        raise ValueError("the address is not in the form it was checked in")
     msg = MIMEMultipart("alternative", policy=SMTP)
     msg["From"] = sender
     msg["To"] = address_header(to_name, to_address)

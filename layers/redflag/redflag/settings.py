@@ -54,3 +54,4 @@ class AlertSettings(_Base):
     alert_topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:")]
     idempotency_table_name: Name
     parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
+    alert_channel_concurrency: int = Field(default=4, ge=1, le=16, description="channels of one red flag sent at once")

@@ -72,7 +72,9 @@ class AwsDelivery:
         self._parked = parked_queue_url
         self._ses, self._sns, self._sqs = ses, sns, sqs
 
-    def deliver(self, alert: Alert) -> dict[str, str]:
+    def deliver(self, alert: Alert, record_id: str | None = None) -> dict[str, str]:
+        """``record_id``: the alert's idempotency record, named in a parked message so a replay
+        can forget it."""
         try:
             if isinstance(alert, EmailAlert):
                 raw = mime.build_raw(
@@ -103,18 +105,19 @@ class AwsDelivery:
             code = aws.error_code(exc)
             if aws.is_transient(exc):
                 raise ChannelFailed(alert.channel, code) from None
-            self.park(alert, code)
+            self.park(alert, code, record_id)
             return {"channel": alert.channel, "status": "rejected", "error": code}
         except ValueError:  # the message cannot be written (an address the door should have refused)
-            self.park(alert, "Unwritable")
+            self.park(alert, "Unwritable", record_id)
             return {"channel": alert.channel, "status": "rejected", "error": "Unwritable"}
         return {"channel": alert.channel, "status": "sent", "message_id": str(out.get("MessageId", ""))}
 
-    def park(self, alert: Alert, error: str) -> None:
+    def park(self, alert: Alert, error: str, record_id: str | None = None) -> None:
         """Keep an alert that cannot be delivered, with why: ids and the error code, no content."""
         body = {"kind": "alert_rejected", "channel": alert.channel, "alert": mime.alert_id_parts(alert.alert_id)}
+        body |= {"error": error, "record": record_id}
         try:
-            self._sqs.send_message(QueueUrl=self._parked, MessageBody=json.dumps(body | {"error": error}))
+            self._sqs.send_message(QueueUrl=self._parked, MessageBody=json.dumps(body))
         except (ClientError, BotoCoreError) as exc:
             raise ChannelFailed(alert.channel, f"park:{aws.error_code(exc)}") from None
 
@@ -129,7 +132,8 @@ class IdempotentSender:
 
         @idempotent_function(data_keyword_argument="key", config=self.config, persistence_store=store)
         def send_once(key: dict[str, str], alert: Alert, done: list[dict[str, str]]) -> dict[str, str]:
-            result = delivery.deliver(alert)
+            # the id of this alert's idempotency record, so a replay of a parked alert can forget it
+            result = delivery.deliver(alert, store._get_hashed_idempotency_key(key))
             done.append(result)
             if result["status"] == "sent":
                 metrics.add_metric(name=f"AlertsSent{alert.channel.upper()}", unit="Count", value=1)

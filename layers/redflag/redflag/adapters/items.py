@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from redflag.activity import Activity, ActivityKey
+from redflag.events import UserInfo
 from redflag.rules import Rule
 from redflag.timers import Timer, TimerKey, TimerState
 
@@ -91,6 +92,15 @@ def _activity_item(activity: Activity) -> dict[str, Any]:
     return item
 
 
+def _stored(model: type[Rule] | type[UserInfo], data: dict[str, Any]) -> Any:
+    """What was valid when written stays readable when the door gets stricter: validated if it
+    still passes, else taken as stored (the senders check and encode what they use anyway)."""
+    try:
+        return model.model_validate(data)
+    except ValueError:
+        return model.model_construct(**data)
+
+
 def _seen(item: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(item.get("seen") or "").split())
 
@@ -104,9 +114,9 @@ def timer_of(item: dict[str, Any] | None) -> Timer | None:
     data: dict[str, Any] = {n: item[n] for n in _TIMER_NUMBERS if n in item}
     data |= {"state": item["state"], "version": item.get("version", 0), "failures": item.get("failures", 0)}
     if "rule" in item:
-        data["rule"] = Rule.model_validate_json(item["rule"])
+        data["rule"] = _stored(Rule, json.loads(item["rule"]))
     if "user" in item:
-        data["user"] = item["user"]
+        data["user"] = _stored(UserInfo, item["user"])
     if "properties" in item:
         data["properties"] = json.loads(item["properties"])
     return Timer(key=key, seen=_seen(item), **data)

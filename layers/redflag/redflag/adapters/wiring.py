@@ -36,7 +36,7 @@ def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, I
         s.sender_email, s.alert_topic_arn, s.parked_queue_url, aws.client("sesv2"), aws.client("sns"), aws.client("sqs")
     )
     sender = IdempotentSender(delivery, s.idempotency_table_name)
-    return AlertingService(sender), sender
+    return AlertingService(sender, s.alert_channel_concurrency), sender
 
 
 def sweep_service(s: SweepSettings | None = None) -> SweepService:
