@@ -206,7 +206,7 @@ class LocalServer:
         self.api_key = api_key
         self.tick_seconds = tick_seconds
         # the loop below already sweeps every second: one pass per sweeper run, no waiting inside it
-        once = {"SWEEPS_PER_MINUTE": "1"}
+        once = {"SWEEP_MODE": "passes", "SWEEPS_PER_MINUTE": "1"}
         self.stack = LocalStack(clock_start=time.time(), env_overrides=once | ({} if verbose else QUIET))
         self.outbox = Outbox(outbox, self.console)
         self.lock = threading.Lock()

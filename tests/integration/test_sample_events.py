@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from redflag_local.stack import ROOT
+from redflag_local.stack import LOCAL_ENV, ROOT
 
 SAMPLES = sorted(p.relative_to(ROOT / "events").as_posix() for p in (ROOT / "events").rglob("*.json"))
 
@@ -13,7 +13,7 @@ SAMPLES = sorted(p.relative_to(ROOT / "events").as_posix() for p in (ROOT / "eve
 def reads_per_run(stack):
     """Index reads in one scheduled run: SweepsPerMinute in passes mode; one every SWEEP_POLL_SECONDS
     over the minute and its 5 s overlap in look-ahead mode (the default)."""
-    env = stack.function_env["SweepDueTimersFunction"]
+    env = LOCAL_ENV | stack.function_env["SweepDueTimersFunction"] | stack.env_overrides
     if env["SWEEP_MODE"] == "passes":
         return int(env["SWEEPS_PER_MINUTE"])
     return math.ceil(65 / float(env.get("SWEEP_POLL_SECONDS", 5)))

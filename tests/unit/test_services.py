@@ -127,3 +127,69 @@ def test_a_sweeper_run_makes_evenly_spaced_passes_and_flags_within_one_spacing()
     assert clock.slept == [20, 20]
     flagged = store.get(TimerKey(user_id="a", task="create_landing_page"))
     assert flagged.state is TimerState.FLAGGED and flagged.flagged_at == T0 + 910
+
+
+def test_look_ahead_flags_each_timer_at_its_due_time_and_catches_short_ones_armed_mid_run():
+    service, store, clock = make()
+    service.ingest([ev("task_started", "a")])  # due at T0 + 900
+    clock.t = T0 + 880
+    flagged_at = {}
+    sweep = sweeper(store, clock)  # look-ahead, a read every 5 s (the defaults)
+
+    def sleep(seconds):
+        clock.t += max(0, seconds)
+        for key, timer in store.timers.items():
+            if timer.state is TimerState.FLAGGED:
+                flagged_at.setdefault(key.user_id, timer.flagged_at)
+        if clock.t >= T0 + 890 and "b" not in {k.user_id for k in store.timers}:
+            # armed mid-run with a 20 s threshold (a rule of its own): due at T0 + 910
+            short = IngestService(
+                store, StaticRules({"quick": json.dumps({"label": "q", "threshold_seconds": 20})}), clock
+            )
+            short.ingest([{"type": "task_started", "task": "quick", "user_id": "b"}])
+
+    clock.sleep = sleep
+    report = sweep.run(lambda: 75)
+    assert report.flagged == 2 and report.passes == 13
+    assert flagged_at["a"] == T0 + 900  # at its due time, not at the next read
+    assert T0 + 910 <= flagged_at["b"] <= T0 + 915  # within one read interval
+
+
+class RecordingDispatcher:
+    def __init__(self):
+        self.groups = []
+
+    def dispatch(self, shards):
+        self.groups.append(shards)
+
+
+def test_a_backlog_is_handed_to_workers_one_per_other_shard_and_each_worker_drains_its_own():
+    service, store, clock = make()
+    service.ingest([ev("task_started", f"u{i}") for i in range(40)])  # all due at T0 + 900
+    clock.t = T0 + 3600  # an outage: everything long overdue
+    dispatcher = RecordingDispatcher()
+    coordinator = SweepService(store, SweepPlan(shards=store.shards, fanout_at=10), clock, dispatcher=dispatcher)
+    report = coordinator.run(lambda: 75)
+    assert report.dispatched == len(dispatcher.groups) == store.shards - 1
+    kept = {s for s in range(store.shards)} - {s for group in dispatcher.groups for s in group}
+    assert len(kept) == 1
+    assert report.flagged < 40  # the rest belongs to the workers
+    for group in dispatcher.groups:
+        SweepService(store, SweepPlan(shards=store.shards), clock).run(lambda: 75, shards=group)
+    assert {t.state for t in store.timers.values()} == {TimerState.FLAGGED}
+
+
+def test_a_run_stops_before_its_deadline_and_leaves_the_rest_to_the_next():
+    service, store, clock = make()
+    service.ingest([ev("task_started", f"u{i}") for i in range(300)])
+    clock.t = T0 + 1000
+    plan = SweepPlan(shards=store.shards, workers=1)  # 4 flags between looks at the clock
+    original = store.flag_due
+
+    def slow_flag(key, now, expires_at):  # each write takes a second
+        clock.t += 1
+        return original(key, now, expires_at)
+
+    store.flag_due = slow_flag
+    report = SweepService(store, plan, clock).run(lambda: 30)
+    assert report.flagged < 300 and clock.t <= T0 + 1000 + 30 + 4  # the margin, and one chunk at most

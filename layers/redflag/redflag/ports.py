@@ -49,6 +49,12 @@ class TimerStore(Protocol):
         ...
 
 
+class Dispatcher(Protocol):
+    def dispatch(self, shards: list[int]) -> None:
+        """Start a sweeper worker (asynchronously) that drains these shards of the due index."""
+        ...
+
+
 class RuleSource(Protocol):
     def rulebook(self) -> RuleBook: ...
 

@@ -7,6 +7,7 @@ from redflag import clock, ingest, timers
 from redflag.adapters import aws
 from redflag.adapters.delivery import AwsDelivery, IdempotentSender
 from redflag.adapters.dynamodb import DynamoTimerStore
+from redflag.adapters.fanout import LambdaDispatcher
 from redflag.adapters.ssm_rules import SsmRuleSource
 from redflag.alerting import AlertingService
 from redflag.ingest import IngestService
@@ -48,6 +49,9 @@ def sweep_service(s: SweepSettings | None = None) -> SweepService:
         poll_seconds=s.sweep_poll_seconds,
         page_size=s.sweep_page_size,
         workers=s.sweep_workers,
+        fanout_at=s.sweep_fanout_at,
+        shards_per_worker=s.sweep_shards_per_worker,
     )
     store = DynamoTimerStore(s.table_name, s.due_shards)
-    return SweepService(store, plan, clock.SYSTEM, _policy(s.completed_retention_days))
+    dispatcher = LambdaDispatcher(s.aws_lambda_function_name, aws.client("lambda"))
+    return SweepService(store, plan, clock.SYSTEM, _policy(s.completed_retention_days), dispatcher)
