@@ -1,4 +1,4 @@
-"""DynamoDB stream -> red flags -> email (SES) and CS alert (SNS), with partial batch failures.
+"""DynamoDB stream -> red flags (timers, account usage drops) -> email (SES) and CS alert (SNS).
 
 A record that fails (a channel could not deliver now) is logged once, with its keys and the error
 class, and reported to the event source mapping, which retries it (bisecting the batch) and parks
@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordMo
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redflag import clock
-from redflag.adapters.items import timer_of
+from redflag.adapters.items import account_flag_of, timer_of
 from redflag.adapters.wiring import alerting_service
 from redflag.alerting import ChannelsFailed
 from redflag.observability import logger, metrics, tracer
@@ -26,8 +26,11 @@ def record_handler(record: DynamoDBStreamRecordModel) -> None:
     keys = {k: v for k, v in (change.Keys or {}).items() if k in ("pk", "sk")}
     by_ttl = record.userIdentity is not None  # the model only admits the DynamoDB service identity
     try:
-        old, new = timer_of(change.OldImage), timer_of(change.NewImage)  # type: ignore[arg-type]
-        sent = service.handle_change(record.eventName, by_ttl, old, new, clock.SYSTEM.now())
+        if flag := account_flag_of(change.NewImage):  # type: ignore[arg-type]
+            sent = service.handle_account_flag(record.eventName, flag)
+        else:
+            old, new = timer_of(change.OldImage), timer_of(change.NewImage)  # type: ignore[arg-type]
+            sent = service.handle_change(record.eventName, by_ttl, old, new, clock.SYSTEM.now())
     except ChannelsFailed as exc:
         errors = {f.channel: f.error for f in exc.failures}
         logger.warning("record failed; will be retried", extra={"keys": keys, "errors": errors})

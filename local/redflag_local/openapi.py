@@ -15,7 +15,8 @@ VERSION = "1.0.0"
 
 
 def generate() -> str:
-    for name, value in {"TABLE_NAME": "openapi", "RULES_PATH": "/redflag/rules", "DUE_SHARDS": "8"}.items():
+    names = {"TABLE_NAME": "openapi", "RULES_PATH": "/redflag/rules", "DUE_SHARDS": "8", "STATS_TABLE_NAME": "openapi"}
+    for name, value in names.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     path = ROOT / "functions" / "events_to_timers" / "app.py"

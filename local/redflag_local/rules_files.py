@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from redflag.events import TaskName
+from redflag.events import TaskName, field_of
 from redflag.rules import Rule
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"  # the repo's rules/ (template.ROOT / "rules")
@@ -52,7 +52,7 @@ def load_rules(directory: Path = RULES_DIR) -> tuple[dict[str, Rule], list[RuleP
             rules[task] = Rule.model_validate(data)
         except ValidationError as exc:
             for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"]) or "(rule)"
+                field = field_of(err) if err.get("loc") else "(rule)"
                 problems.append(RuleProblem(path, field, err["msg"]))
     return rules, problems
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
@@ -164,12 +165,12 @@ def _call_with_faults(self: BotocoreStubber, event_name: str, request: Any, **kw
         injected = FAULTS.check(request, event_name)
         if injected is not None:
             return injected
-    if self.enabled and event_name.endswith(".lambda.Invoke"):
+    asynchronous = request.headers.get("X-Amz-Invocation-Type", b"") in (b"Event", "Event")
+    if self.enabled and event_name.endswith(".lambda.Invoke") and asynchronous:
         # moto cannot run code without Docker: an asynchronous invoke is queued for the stand-in to run
-        if request.headers.get("X-Amz-Invocation-Type", b"") in (b"Event", "Event"):
-            name = request.url.split("/functions/", 1)[1].split("/", 1)[0]
-            ASYNC_INVOKES.append((name, json.loads(request.body or b"{}")))
-            return AWSResponse(request.url, 202, {}, MockRawResponse(b""))  # type: ignore[arg-type]
+        name = request.url.split("/functions/", 1)[1].split("/", 1)[0]
+        ASYNC_INVOKES.append((name, json.loads(request.body or b"{}")))
+        return AWSResponse(request.url, 202, {}, MockRawResponse(b""))  # type: ignore[arg-type]
     return _moto_call(self, event_name, request, **kwargs)
 
 
@@ -241,6 +242,7 @@ class LocalStack:
         self._ttl_deleted: set[tuple[str, str]] = set()
         self._stream_position: dict[str, str] = {}  # shard id -> last sequence number read
         self._shard_of_record: dict[str, str] = {}  # sequence number -> shard id
+        self._window: dict[str, Any] | None = None  # the stats function's open tumbling window
         self.handlers: dict[str, ModuleType] = {}
         self.function_env: dict[str, dict[str, str]] = {}
 
@@ -425,9 +427,9 @@ class LocalStack:
             return self.stream_arn
         return self.ddb.describe_table(TableName=self.physical[table])["Table"]["LatestStreamArn"]
 
-    def filter_stream(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The records the template's FilterCriteria let through to the alerts function."""
-        function = self.template.function_for("timers_to_alerts")
+    def filter_stream(self, records: list[dict[str, Any]], folder: str = "timers_to_alerts") -> list[dict[str, Any]]:
+        """The records the template's FilterCriteria let through to a stream function."""
+        function = self.template.function_for(folder)
         patterns = [EventPattern(None, p) for p in self.template.stream_filters(function)]
         return [r for r in records if any(p.matches_event(r) for p in patterns)]
 
@@ -446,7 +448,51 @@ class LocalStack:
         responses: list[dict[str, Any]] = []
         for i in range(0, len(passing), size):
             self._deliver_batch(function, mapping, passing[i : i + size], responses)
+        self._deliver_to_windows(records)
         return responses
+
+    # --- the stats function: a stream mapping with tumbling windows ----------------------------------
+
+    def _deliver_to_windows(self, records: list[dict[str, Any]]) -> None:
+        """The stats function's mapping: records fold into the current window's state; a window whose
+        time is up gets its final invocation (which writes), as Lambda's tumbling windows do."""
+        function = self.template.function_for("timers_to_stats")
+        mapping = self.template.function_event(function, "DynamoDB")
+        seconds = int(mapping.get("TumblingWindowInSeconds", 60))
+        start = int(self.clock() // seconds * seconds)
+        if self._window is not None and self._window["start"] < start:
+            self.flush_windows()
+        passing = self.filter_stream(records, "timers_to_stats")
+        if not passing:
+            return
+        if self._window is None:
+            self._window = {"start": start, "end": start + seconds, "state": None}
+        size = int(mapping.get("BatchSize", 100))
+        for i in range(0, len(passing), size):
+            out = self.invoke(function, self._window_event(passing[i : i + size], final=False))
+            self._window["state"] = out.get("state")
+
+    def flush_windows(self) -> Any:
+        """Close the open stats window now: its final invocation writes what it folded."""
+        if self._window is None:
+            return None
+        function = self.template.function_for("timers_to_stats")
+        out = self.invoke(function, self._window_event([], final=True))
+        self._window = None
+        return out
+
+    def _window_event(self, records: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+        assert self._window is not None
+        iso = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+        return {
+            "Records": records,
+            "window": {"start": iso(self._window["start"]), "end": iso(self._window["end"])},
+            "state": self._window["state"] or {},
+            "shardId": "shardId-00000001541626099285-f35f62ef",
+            "eventSourceARN": self.stream_arn,
+            "isFinalInvokeForWindow": final,
+            "isWindowTerminatedEarly": False,
+        }
 
     def _deliver_batch(
         self, function: str, mapping: dict[str, Any], batch: list[dict[str, Any]], responses: list[dict[str, Any]]

@@ -51,7 +51,7 @@ def test_validate_names_file_field_and_reason(tmp_path):
     assert result.exit_code == 1
     out = result.output
     assert f"{tmp_path / 'bad.yaml'}: threshold_seconds: Input should be greater than 0" in out
-    assert f"{tmp_path / 'worse.yaml'}: notify.0: Input should be 'user' or 'cs'" in out
+    assert f"{tmp_path / 'worse.yaml'}: notify.0: Input should be 'user', 'cs' or 'webhook'" in out
     assert f"{tmp_path / 'typo.yaml'}: threshold_second: Extra inputs are not permitted" in out
     assert f"{tmp_path / 'typo.yaml'}: threshold_seconds: Field required" in out
     assert f"{tmp_path / 'broken.yaml'}: (yaml):" in out

@@ -19,6 +19,15 @@ def reads_per_run(stack):
     return math.ceil(65 / float(env.get("SWEEP_POLL_SECONDS", 5)))
 
 
+def stats(stack):
+    """(completions, started) learned for the sample's task, across segments."""
+    from redflag.adapters.stats import DynamoStats
+
+    learned = DynamoStats(stack.physical["StatsTable"]).task_stats([("create_landing_page", "*")])
+    counts = learned[("create_landing_page", "*")].counts if learned else {}
+    return counts.get("completed", 0), learned[("create_landing_page", "*")].histogram.n if learned else 0
+
+
 def expectation(stack, sample):
     alerts = (len(stack.emails()), len(stack.cs_alerts()))
     return {
@@ -33,6 +42,8 @@ def expectation(stack, sample):
         "timers_to_alerts/ttl_removed_flagged_timer.json": lambda out: alerts == (0, 0),
         "timers_to_alerts/ttl_removed_completed_timer.json": lambda out: alerts == (0, 0),
         "timers_to_alerts/user_deleted_open_timer.json": lambda out: alerts == (0, 0),
+        "timers_to_stats/window_final_completion.json": lambda out: out == {} and stats(stack) == (1, 1),
+        "weekly_usage_to_flags/scheduled.json": lambda out: out["flagged"] == 0,
     }[sample]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from redflag import alerts, timers
+from redflag.health import AccountFlag
 from redflag.ports import AlertSender, ChannelFailed
 
 
@@ -34,7 +35,15 @@ class AlertingService:
         timer = timers.red_flag(change, by_ttl, old, new)
         if timer is None:
             return []
-        planned = alerts.plan(timer, now)
+        return self._send_all(alerts.plan(timer, now))
+
+    def handle_account_flag(self, change: str, flag: AccountFlag | None) -> list[alerts.Alert]:
+        """A usage drop written by the weekly check (a new flag item): customer success hears of it."""
+        if change != "INSERT" or flag is None:
+            return []
+        return self._send_all(alerts.plan_account(flag))
+
+    def _send_all(self, planned: list[alerts.Alert]) -> list[alerts.Alert]:
         failures: list[ChannelFailed] = []
 
         def send(alert: alerts.Alert) -> None:

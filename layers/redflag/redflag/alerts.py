@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from redflag.timers import Timer
+from redflag.health import AccountFlag
+from redflag.timers import FlagReason, Timer
 
 SNS_SUBJECT_MAX = 99  # SNS requires fewer than 100 characters
 
@@ -83,20 +84,60 @@ def _first_name(name: str | None) -> str | None:
     return first or None
 
 
+def _threshold(timer: Timer) -> int:
+    rule = timer.rule
+    assert rule is not None
+    return (
+        timer.threshold_seconds or rule.threshold_seconds or (rule.threshold.fallback_seconds if rule.threshold else 0)
+    )
+
+
+def _usual(timer: Timer) -> float | None:
+    """What "usual" meant when the run was armed: the learned median, or the rule's expected_seconds."""
+    return timer.usual_seconds or (timer.rule.expected_seconds if timer.rule else None)
+
+
+def _reason(timer: Timer) -> FlagReason:
+    return timer.flag_reason or (FlagReason.INACTIVITY if timer.kind == "inactivity" else FlagReason.TIME)
+
+
+def _email_lines(timer: Timer, first: str, label: str) -> tuple[str, str]:
+    """(subject, the paragraph that says what we noticed) for the kind of struggle."""
+    reason = _reason(timer)
+    if reason is FlagReason.FAILURES:
+        tries = timer.run_failures or timer.failures
+        return (
+            f"Trouble with {label}?",
+            f"We noticed {label} didn't go through, {tries} times now. That's frustrating, and often "
+            "it's something small we can sort out together. Can we help?",
+        )
+    if reason is FlagReason.INACTIVITY:
+        return (
+            f"We miss you at {label}",
+            f"It's been {humanize(_threshold(timer))} since your last {label}. No pressure: if something "
+            "got in the way, we'd love to hear what would make it easier.",
+        )
+    usual = _usual(timer)
+    return (
+        f"Need a hand with {label}?",
+        f"We noticed you've been working on {label} for over {humanize(_threshold(timer))}."
+        + (f" Most people finish in about {humanize(usual)}." if usual else "")
+        + " Can we help?",
+    )
+
+
 def compose_email(timer: Timer) -> EmailAlert | None:
     """A short, personal, helpful note. None when we have no address for the user."""
     rule = timer.rule
     if rule is None or not timer.user.email:
         return None
-    first = _first_name(timer.user.name)
+    first = _first_name(timer.user.name) or "there"
     label = one_line(rule.label, 120)
-    over = humanize(rule.threshold_seconds)
+    subject, noticed = _email_lines(timer, first, label)
     lines = [
-        f"Hi {first or 'there'},",
+        f"Hi {first},",
         "",
-        f"We noticed you've been working on {label} for over {over}."
-        + (f" Most people finish in about {humanize(rule.expected_seconds)}." if rule.expected_seconds else "")
-        + " Can we help?",
+        noticed,
         "",
         "If something is in your way, just reply to this email: a real person on our team will read it "
         "and get back to you.",
@@ -111,7 +152,7 @@ def compose_email(timer: Timer) -> EmailAlert | None:
         alert_id=timer.alert_id("user"),
         to_address=timer.user.email,
         to_name=one_line(timer.user.name, 80) if timer.user.name else None,
-        subject=one_line(f"Need a hand with {label}?", 120),
+        subject=one_line(subject, 120),
         text=text,
         html=page.replace("\n", "<br>"),
     )
@@ -127,12 +168,19 @@ def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
         return None
     elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
     who = timer.user.name or timer.key.user_id
-    summary = one_line(
-        f"{who} has been on {rule.label} for {humanize(elapsed)} (red flag at {humanize(rule.threshold_seconds)})",
-        300,
-    )
+    reason = _reason(timer)
+    threshold = _threshold(timer)
+    if reason is FlagReason.FAILURES:
+        said = f"{who} failed {rule.label} {timer.run_failures or timer.failures} times in one run"
+    elif reason is FlagReason.INACTIVITY:
+        said = f"{who} has not been active for {rule.label} in {humanize(elapsed)} (red flag at {humanize(threshold)})"
+    else:
+        said = f"{who} has been on {rule.label} for {humanize(elapsed)} (red flag at {humanize(threshold)})"
+        usual = _usual(timer)
+        said += f"; usually about {humanize(usual)}" if usual else ""
     message = {
-        "summary": summary,
+        "summary": one_line(said, 300),
+        "reason": reason.value,
         "severity": rule.severity,
         "task": timer.key.task,
         "label": rule.label,
@@ -143,9 +191,12 @@ def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
         "started_at": _iso(timer.started_at),
         "due_at": _iso(timer.due_at),
         "elapsed_seconds": round(elapsed),
-        "threshold_seconds": rule.threshold_seconds,
+        "threshold_seconds": threshold,
+        "threshold_basis": timer.threshold_basis or "fixed",
+        "usual_seconds": None if _usual(timer) is None else round(_usual(timer) or 0),
         "expected_seconds": rule.expected_seconds,
         "failures": timer.failures,
+        "run_failures": timer.run_failures,
         "properties": timer.properties,
     }
     return CsAlert(
@@ -167,3 +218,35 @@ def plan(timer: Timer, now: float) -> list[Alert]:
     if "cs" in rule.notify and (cs := compose_cs_alert(timer, now)):
         out.append(cs)
     return out
+
+
+def compose_account_alert(flag: AccountFlag) -> CsAlert:
+    """A usage drop, for customer success: which account, how far, which week."""
+    rule = flag.rule
+    summary = (
+        f"Account {flag.account_id}: weekly active users fell {flag.drop_percent:g}% in {flag.week} "
+        f"({flag.actives_before} -> {flag.actives_after}; {rule.label})"
+    )
+    message = {
+        "summary": one_line(summary, 300),
+        "reason": "usage_drop",
+        "severity": rule.severity,
+        "task": flag.task,
+        "label": rule.label,
+        "account_id": flag.account_id,
+        "week": flag.week,
+        "actives_before": flag.actives_before,
+        "actives_after": flag.actives_after,
+        "drop_percent": flag.drop_percent,
+        "threshold_percent": rule.drop_percent,
+    }
+    return CsAlert(
+        alert_id=flag.alert_id("cs"),
+        subject=one_line(f"Usage drop: account {flag.account_id} ({flag.week})", SNS_SUBJECT_MAX),
+        message=chat_escape(message),
+        attributes={"task": flag.task, "severity": rule.severity, "account_id": flag.account_id},
+    )
+
+
+def plan_account(flag: AccountFlag) -> list[Alert]:
+    return [compose_account_alert(flag)] if "cs" in flag.rule.notify else []

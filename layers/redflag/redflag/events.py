@@ -193,9 +193,12 @@ class IngestResponse(BaseModel):
     )
 
 
+_TAGS = {"segment-list", "segment-map"}  # union branches pydantic names in a location (redflag.rules)
+
+
 def field_of(error: dict[str, Any]) -> str:
     """``user.email`` for a pydantic error; parts are clipped so a location never echoes a payload."""
-    parts = [str(p) if len(str(p)) <= 64 else "…" for p in error.get("loc", ()) if p != "body"]
+    parts = [str(p) if len(str(p)) <= 64 else "…" for p in error.get("loc", ()) if p != "body" and p not in _TAGS]
     return ".".join(parts) or "body"
 
 

@@ -17,15 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from redflag import timers
 from redflag.activity import Activity, ActivityKey, apply_activity
+from redflag.baselines import ALL, Threshold, threshold_for
 from redflag.events import EventResult, EventType, IngestResponse, Outcome, TaskEvent, describe_errors
-from redflag.ports import Record, RecordKey, RuleSource, StoreUnavailable, TimerStore, VersionConflict
+from redflag.ports import (
+    BaselineSource,
+    Record,
+    RecordKey,
+    RuleSource,
+    StoreUnavailable,
+    TimerStore,
+    VersionConflict,
+)
 from redflag.rules import InvalidRule, Rule, RuleBook
 
 MAX_ATTEMPTS = 5  # writes of one event before it is answered `retry` (each lost to a concurrent writer)
@@ -43,7 +52,8 @@ class _Planned:
     index: int
     event: TaskEvent
     at: float
-    rule: Rule | None  # None: user_active (an activity record)
+    rule: Rule | None  # as it applies to the user's segment; None: user_active (an activity record)
+    threshold: Threshold | None = None  # what a new run is armed with (learned thresholds)
 
 
 class IngestService:
@@ -54,24 +64,29 @@ class IngestService:
         clock: Callable[[], float],
         policy: timers.Policy = timers.Policy(),
         limits: Limits = Limits(),
+        baselines: BaselineSource | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
         self._clock = clock
         self._policy = policy
         self._limits = limits
+        self._baselines = baselines
 
     def ingest(self, raw_events: Sequence[Any]) -> IngestResponse:
         now = self._clock()
         book = self._rules.rulebook()
         results: dict[int, EventResult] = {}
         groups: dict[RecordKey, list[_Planned]] = {}
+        planned_all: list[_Planned] = []
         for index, raw in enumerate(raw_events):
             planned = self._plan(index, raw, now, book)
             if isinstance(planned, EventResult):
                 results[index] = planned
             else:
-                groups.setdefault(_key_of(planned), []).append(planned)
+                planned_all.append(planned)
+        for planned in self._with_thresholds(planned_all):
+            groups.setdefault(_key_of(planned), []).append(planned)
         if groups:
             results |= self._apply_all(groups, now)
         ordered = [results[i] for i in range(len(raw_events))]
@@ -100,16 +115,41 @@ class IngestService:
         if at < now - self._limits.max_age_seconds:
             days = self._limits.max_age_seconds / 86400
             return done(Outcome.REJECTED, f"occurred_at: older than {days:g} days")
-        if event.type == EventType.USER_ACTIVE:
-            return _Planned(index, event, at, None)
         rule = book.lookup(event.task)
+        if event.type == EventType.USER_ACTIVE and not (isinstance(rule, Rule) and rule.kind == "inactivity"):
+            return _Planned(index, event, at, None)  # the user's activity record
         if rule is None:
             return done(Outcome.IGNORED, f"no rule for task '{event.task}'")
         if isinstance(rule, InvalidRule):
             return done(Outcome.IGNORED, f"the rule for task '{event.task}' is invalid: {rule.reason}")
+        if rule.kind == "usage_drop":
+            return done(Outcome.IGNORED, f"'{event.task}' is a usage_drop rule: it reads account activity, not events")
         if not rule.applies_to(event.user.segment):
             return done(Outcome.IGNORED, f"the rule for task '{event.task}' does not cover this user's segment")
-        return _Planned(index, event, at, rule)
+        return _Planned(index, event, at, rule.for_segment(event.user.segment))
+
+    def _with_thresholds(self, planned: list[_Planned]) -> list[_Planned]:
+        """Starts under a learned threshold get it from the task's durations: one cached read of the
+        distributions the request needs, however many events ask."""
+        wanted = {
+            (p.event.task, p.event.user.segment)
+            for p in planned
+            if p.rule is not None and p.rule.threshold is not None and p.event.type == EventType.TASK_STARTED
+        }
+        if not wanted:
+            return planned
+        keys = sorted({(task, seg) for task, segment in wanted for seg in ([segment] if segment else []) + [ALL]})
+        try:
+            found = self._baselines.histograms(keys) if self._baselines is not None else {}
+        except StoreUnavailable:
+            found = {}  # learning is best effort: the fallback threshold applies
+        out = []
+        for p in planned:
+            if p.rule is not None and (p.event.task, p.event.user.segment) in wanted:
+                per_segment = {seg: hist for (task, seg), hist in found.items() if task == p.event.task}
+                p = replace(p, threshold=threshold_for(p.rule, p.event.user.segment, per_segment))
+            out.append(p)
+        return out
 
     # --- the store: one batched read, then the writes ------------------------------------------
 
@@ -180,7 +220,7 @@ class IngestService:
             return Outcome.RECORDED, None, apply_activity(current, key, p.at, now, e.user, self._policy)
         assert p.rule is not None and (current is None or isinstance(current, timers.Timer))
         decision = timers.apply_event(
-            current, key, EventType(e.type), p.at, p.rule, now, e.user, e.properties, self._policy
+            current, key, EventType(e.type), p.at, p.rule, now, e.user, e.properties, self._policy, p.threshold
         )
         return decision.outcome, decision.reason, decision.timer
 
@@ -189,7 +229,8 @@ def _key_of(p: _Planned) -> RecordKey:
     e = p.event
     if p.rule is None:
         return ActivityKey(user_id=e.user_id)
-    return timers.TimerKey(user_id=e.user_id, task=e.task, instance_id=e.instance_id)
+    instance = "default" if p.rule.kind == "inactivity" else e.instance_id  # one per user and rule
+    return timers.TimerKey(user_id=e.user_id, task=e.task, instance_id=instance)
 
 
 def _retry(p: _Planned, why: str) -> EventResult:

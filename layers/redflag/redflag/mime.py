@@ -12,12 +12,14 @@ alert is sent.
 from __future__ import annotations
 
 import json
+import re
 from email import message_from_bytes
 from email import policy as email_policy
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formatdate, make_msgid
+from functools import lru_cache
 from urllib.parse import quote
 
 from email_validator import EmailNotValidError, validate_email
@@ -36,18 +38,24 @@ def address_header(display_name: str | None, address: str) -> str:
     return f"{encoded(display_name)} <{address}>" if display_name else address
 
 
+_PLAIN = re.compile(r"^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+$")  # nothing a header parser treats specially
+
+
+@lru_cache(maxsize=4096)
 def checked_address(value: str) -> str:
     """The address as SES needs it (ASCII, IDN domains in punycode), or ValueError saying why.
 
     email-validator checks the syntax (no quoted local parts, no SMTPUTF8: SES accepts neither);
-    then the address must survive our own To header and come back, parsed, as exactly one address
-    equal to itself.
+    then, unless it is made of letters, digits and ``._+-`` only, the address must survive our own
+    To header and come back, parsed, as exactly one address equal to itself.
     """
     try:
         info = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     address = info.ascii_email or info.normalized
+    if _PLAIN.match(address):
+        return address
     probe = MIMEMultipart(policy=SMTP)
     probe["To"] = address_header("x", address)
     parsed = message_from_bytes(probe.as_bytes(), policy=email_policy.default)["To"].addresses

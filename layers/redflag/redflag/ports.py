@@ -7,6 +7,7 @@ from typing import Protocol
 
 from redflag.activity import Activity, ActivityKey
 from redflag.alerts import Alert
+from redflag.baselines import Histogram
 from redflag.rules import RuleBook
 from redflag.timers import Timer, TimerKey
 
@@ -52,6 +53,13 @@ class TimerStore(Protocol):
 class Dispatcher(Protocol):
     def dispatch(self, shards: list[int]) -> None:
         """Start a sweeper worker (asynchronously) that drains these shards of the due index."""
+        ...
+
+
+class BaselineSource(Protocol):
+    def histograms(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Histogram]:
+        """Duration distributions by (task, segment) (segment ``baselines.ALL``: across segments),
+        absent ones left out; may be cached. Raises StoreUnavailable."""
         ...
 
 

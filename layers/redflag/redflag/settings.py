@@ -32,6 +32,7 @@ class IngestSettings(_Base):
     max_future_skew_seconds: int = Field(default=300, ge=0)
     max_event_age_days: int = Field(default=7, ge=1, le=365)
     ingest_concurrency: int = Field(default=16, ge=1, le=64)
+    stats_table_name: Name = Field(description="learned thresholds read their histograms here")
 
 
 class SweepSettings(_Base):
@@ -58,3 +59,19 @@ class AlertSettings(_Base):
     idempotency_table_name: Name
     parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
     alert_channel_concurrency: int = Field(default=4, ge=1, le=16, description="channels of one red flag sent at once")
+
+
+class StatsSettings(_Base):
+    """timers_to_stats: timer changes -> histograms, counts, account activity."""
+
+    stats_table_name: Name
+
+
+class UsageSettings(_Base):
+    """weekly_usage_to_flags: weekly actives -> account flags."""
+
+    table_name: Name
+    stats_table_name: Name
+    rules_path: RulesPath
+    rules_cache_seconds: int = Field(default=60, ge=0)
+    completed_retention_days: int = Field(default=30, ge=1)

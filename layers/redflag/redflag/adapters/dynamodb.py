@@ -11,6 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redflag.adapters import aws, items
+from redflag.health import AccountFlag
 from redflag.ports import Record, RecordKey, StoreUnavailable, VersionConflict
 from redflag.timers import TimerKey, TimerState
 
@@ -99,6 +100,17 @@ class DynamoTimerStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def put_account_flag(self, flag: AccountFlag, retention_seconds: int) -> bool:
+        """Write a usage drop once: False when this rule, account and week already has one."""
+        item = items.account_flag_item(flag, retention_seconds)
+        try:
+            self._call(
+                "put_item", TableName=self._table, Item=_av(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except VersionConflict:
+            return False
+        return True
 
     def flag_due(self, key: TimerKey, now: float, expires_at: int) -> bool:
         """``timers.expire`` as one UpdateItem, no read: open and due by ``now`` -> flagged, off the index."""

@@ -1,8 +1,9 @@
 """How Red Flag's records look in the timers table: keys, ``kind``, ``Decimal`` numbers, the sparse
 due index. The one place that knows the storage format; the domain never sees it.
 
-    timer     pk = user_id  sk = task#{task}#{instance_id}   kind = task   (+ due_shard, due_at when open)
-    activity  pk = user_id  sk = user                       kind = user
+    timer         pk = user_id            sk = task#{task}#{instance_id}  kind = task  (+ due_shard when open)
+    activity      pk = user_id            sk = user                      kind = user
+    account flag  pk = account#{account}  sk = flag#{rule}#{week}         kind = account_flag
 
 Task names cannot contain ``#``, so ``task#{task}#{instance_id}`` splits unambiguously even when the
 instance id does. The same functions decode table reads and stream images (Powertools hands both
@@ -12,21 +13,24 @@ over as plain Python values).
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from decimal import Decimal
 from typing import Any
 
 from redflag.activity import Activity, ActivityKey
 from redflag.events import UserInfo
+from redflag.health import AccountFlag
 from redflag.rules import Rule
-from redflag.timers import Timer, TimerKey, TimerState
+from redflag.timers import FlagReason, Timer, TimerKey, TimerState
 
 KIND_TASK = "task"
 KIND_USER = "user"
 _TIMER_NUMBERS = (
-    "started_at", "due_at", "completed_at", "last_completed_at", "flagged_at",
-    "duration_seconds", "last_failed_at", "expires_at",
+    "started_at", "due_at", "completed_at", "last_completed_at", "flagged_at", "duration_seconds",
+    "last_failed_at", "expires_at", "threshold_seconds", "usual_seconds", "completed_after_flag_seconds",
 )  # fmt: skip
+_TIMER_TEXTS = ("threshold_basis", "flag_reason")
 _ACTIVITY_NUMBERS = ("first_active_at", "last_active_at", "expires_at")
 
 
@@ -66,7 +70,12 @@ def to_item(record: Timer | Activity, shards: int) -> dict[str, Any]:
     item: dict[str, Any] = key_of(timer.key) | {"kind": KIND_TASK}
     item |= {"user_id": timer.key.user_id, "task": timer.key.task, "instance_id": timer.key.instance_id}
     item |= {"state": TimerState(timer.state).value, "version": timer.version, "failures": timer.failures}
+    if timer.kind != "task":
+        item["timer_kind"] = timer.kind
+    if timer.run_failures:
+        item["run_failures"] = timer.run_failures
     item |= _numbers(timer, _TIMER_NUMBERS)
+    item |= {n: str(getattr(timer, n)) for n in _TIMER_TEXTS if getattr(timer, n) is not None}
     if timer.rule is not None:
         item["rule"] = timer.rule.model_dump_json(exclude_none=True)
     user = timer.user.model_dump(exclude_none=True)
@@ -111,8 +120,11 @@ def timer_of(item: dict[str, Any] | None) -> Timer | None:
         return None
     key = record_key(item["pk"], item["sk"])
     assert isinstance(key, TimerKey)
-    data: dict[str, Any] = {n: item[n] for n in _TIMER_NUMBERS if n in item}
+    data: dict[str, Any] = {n: item[n] for n in (*_TIMER_NUMBERS, *_TIMER_TEXTS) if n in item}
     data |= {"state": item["state"], "version": item.get("version", 0), "failures": item.get("failures", 0)}
+    data |= {"kind": item.get("timer_kind", "task"), "run_failures": item.get("run_failures", 0)}
+    if item["state"] == TimerState.FLAGGED and "flag_reason" not in item:  # flagged by the sweeper's update
+        data["flag_reason"] = FlagReason.INACTIVITY if data["kind"] == "inactivity" else FlagReason.TIME
     if "rule" in item:
         data["rule"] = _stored(Rule, json.loads(item["rule"]))
     if "user" in item:
@@ -132,3 +144,38 @@ def activity_of(item: dict[str, Any] | None) -> Activity | None:
 
 def record_of(item: dict[str, Any]) -> Timer | Activity | None:
     return timer_of(item) or activity_of(item)
+
+
+# --- account flags: a usage drop, written once per rule, account and week --------------------------
+
+KIND_ACCOUNT_FLAG = "account_flag"
+
+
+def account_flag_item(flag: AccountFlag, retention_seconds: int) -> dict[str, Any]:
+    return {
+        "pk": f"account#{flag.account_id}",
+        "sk": f"flag#{flag.task}#{flag.week}",
+        "kind": KIND_ACCOUNT_FLAG,
+        "account_id": flag.account_id,
+        "task": flag.task,
+        "week": flag.week,
+        "actives_before": flag.actives_before,
+        "actives_after": flag.actives_after,
+        "rule": flag.rule.model_dump_json(exclude_none=True),
+        "flagged_at": number(flag.flagged_at),
+        "expires_at": math.ceil(flag.flagged_at + retention_seconds),
+    }
+
+
+def account_flag_of(item: dict[str, Any] | None) -> AccountFlag | None:
+    if not item or item.get("kind") != KIND_ACCOUNT_FLAG:
+        return None
+    return AccountFlag(
+        account_id=item["account_id"],
+        task=item["task"],
+        week=item["week"],
+        actives_before=int(item["actives_before"]),
+        actives_after=int(item["actives_after"]),
+        rule=_stored(Rule, json.loads(item["rule"])),
+        flagged_at=float(item["flagged_at"]),
+    )

@@ -9,10 +9,12 @@ from redflag.adapters.delivery import AwsDelivery, IdempotentSender
 from redflag.adapters.dynamodb import DynamoTimerStore
 from redflag.adapters.fanout import LambdaDispatcher
 from redflag.adapters.ssm_rules import SsmRuleSource
+from redflag.adapters.stats import DynamoStats
 from redflag.alerting import AlertingService
 from redflag.ingest import IngestService
-from redflag.settings import AlertSettings, IngestSettings, SweepSettings
+from redflag.settings import AlertSettings, IngestSettings, StatsSettings, SweepSettings, UsageSettings
 from redflag.sweeping import SweepPlan, SweepService
+from redflag.usage import UsageDropService
 
 
 def _policy(retention_days: int) -> timers.Policy:
@@ -28,7 +30,8 @@ def ingest_service(s: IngestSettings | None = None) -> IngestService:
     )
     rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
     store = DynamoTimerStore(s.table_name, s.due_shards)
-    return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits)
+    baselines = DynamoStats(s.stats_table_name, cache_seconds=s.rules_cache_seconds, now=clock.SYSTEM.now)
+    return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits, baselines)
 
 
 def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender]:
@@ -55,3 +58,17 @@ def sweep_service(s: SweepSettings | None = None) -> SweepService:
     store = DynamoTimerStore(s.table_name, s.due_shards)
     dispatcher = LambdaDispatcher(s.aws_lambda_function_name, aws.client("lambda"))
     return SweepService(store, plan, clock.SYSTEM, _policy(s.completed_retention_days), dispatcher)
+
+
+def stats_store(s: StatsSettings | None = None) -> DynamoStats:
+    s = s or StatsSettings()  # type: ignore[call-arg]
+    return DynamoStats(s.stats_table_name)
+
+
+def usage_service(s: UsageSettings | None = None) -> UsageDropService:
+    s = s or UsageSettings()  # type: ignore[call-arg]
+    rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
+    flags = DynamoTimerStore(s.table_name, shards=1)
+    return UsageDropService(
+        rules, DynamoStats(s.stats_table_name), flags, clock.SYSTEM.now, s.completed_retention_days * 86400
+    )
