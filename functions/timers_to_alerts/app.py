@@ -1,4 +1,5 @@
-"""DynamoDB stream -> red flags (timers, account usage drops) -> email (SES) and CS alert (SNS).
+"""DynamoDB stream -> red flags (timers, account usage drops, deferred emails) -> email (SES), CS alert
+(SNS) and webhook, with partial batch failures.
 
 A record that fails (a channel could not deliver now) is logged once, with its keys and the error
 class, and reported to the event source mapping, which retries it (bisecting the batch) and parks
@@ -10,27 +11,45 @@ from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordMo
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redflag import clock
-from redflag.adapters.items import account_flag_of, timer_of
+from redflag.adapters.items import account_flag_of, deferred_of, timer_of
 from redflag.adapters.wiring import alerting_service
-from redflag.alerting import ChannelsFailed
+from redflag.alerting import ChannelsFailed, Handled
 from redflag.observability import logger, metrics, tracer
 
 processor = BatchProcessor(
     event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel, raise_on_entire_batch_failure=False
 )
-service, sender = alerting_service()
+service, sender, _store = alerting_service()
+EMAIL_METRICS = {
+    "held_out": "EmailsHeldOut",
+    "suppressed": "EmailsSuppressed",
+    "deferred": "EmailsDeferred",
+    "capped": "EmailsCapped",
+}
+
+
+def _handle(record: DynamoDBStreamRecordModel) -> Handled:
+    change = record.dynamodb
+    by_ttl = record.userIdentity is not None  # the model only admits the DynamoDB service identity
+    now = clock.SYSTEM.now()
+    if flag := account_flag_of(change.NewImage):  # type: ignore[arg-type]
+        return service.handle_account_flag(record.eventName, flag)
+    kept = deferred_of(change.OldImage)  # type: ignore[arg-type]
+    if kept is not None:
+        due = record.eventName == "MODIFY" or (record.eventName == "REMOVE" and by_ttl)
+        return service.handle_deferred(kept, now) if due else Handled()
+    old, new = timer_of(change.OldImage), timer_of(change.NewImage)  # type: ignore[arg-type]
+    handled = service.handle_change(record.eventName, by_ttl, old, new, now)
+    if handled:
+        reason = (new or old).flag_reason if (new or old) is not None else None  # type: ignore[union-attr]
+        metrics.add_metric(name=f"RedFlags{(reason.value if reason else 'time').capitalize()}", unit="Count", value=1)
+    return handled
 
 
 def record_handler(record: DynamoDBStreamRecordModel) -> None:
-    change = record.dynamodb
-    keys = {k: v for k, v in (change.Keys or {}).items() if k in ("pk", "sk")}
-    by_ttl = record.userIdentity is not None  # the model only admits the DynamoDB service identity
+    keys = {k: v for k, v in (record.dynamodb.Keys or {}).items() if k in ("pk", "sk")}
     try:
-        if flag := account_flag_of(change.NewImage):  # type: ignore[arg-type]
-            sent = service.handle_account_flag(record.eventName, flag)
-        else:
-            old, new = timer_of(change.OldImage), timer_of(change.NewImage)  # type: ignore[arg-type]
-            sent = service.handle_change(record.eventName, by_ttl, old, new, clock.SYSTEM.now())
+        handled = _handle(record)
     except ChannelsFailed as exc:
         errors = {f.channel: f.error for f in exc.failures}
         logger.warning("record failed; will be retried", extra={"keys": keys, "errors": errors})
@@ -39,8 +58,11 @@ def record_handler(record: DynamoDBStreamRecordModel) -> None:
     except Exception as exc:
         logger.error("record failed; will be retried", extra={"keys": keys, "error": type(exc).__name__})
         raise
-    if sent:
-        logger.info("red flag", extra={"keys": keys, "channels": [a.channel for a in sent]})
+    if handled.email in EMAIL_METRICS:
+        metrics.add_metric(name=EMAIL_METRICS[handled.email], unit="Count", value=1)
+    if handled:
+        channels = [a.channel for a in handled.alerts]
+        logger.info("red flag", extra={"keys": keys, "channels": channels, "email": handled.email})
 
 
 @logger.inject_lambda_context

@@ -17,6 +17,7 @@ keep-alive connection is closed after the same time.
 Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``redflag rules``::
 
     GET    /local/rules          {"rules_path": "/redflag/rules", "rules": {"<task>": "<rule JSON>"}}
+    GET    /local/report         what `redflag report` shows (redflag_local.report.Report, as JSON)
     PUT    /local/rules/<task>   body: one rule as JSON; validated with redflag.rules.Rule (422 if not)
     DELETE /local/rules/<task>
 
@@ -54,6 +55,7 @@ QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 READ_TIMEOUT_SECONDS = 5.0  # for the request line and headers, each read; for the whole body, in all
 LOCAL_RULES = "/local/rules"
+LOCAL_REPORT = "/local/report"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _task_name = TypeAdapter(TaskName)
 _FIELD = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
@@ -262,6 +264,13 @@ class LocalServer:
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None, client_ip: str
     ) -> HttpAnswer:
         path = urlsplit(target).path
+        if path == LOCAL_REPORT and method == "GET":
+            from redflag_local.report import from_stack
+
+            with self.lock:
+                self._sync_clock()
+                report = from_stack(self.stack)
+            return HttpAnswer(200, [("Content-Type", "application/json")], report.model_dump_json().encode())
         if path == LOCAL_RULES or path.startswith(LOCAL_RULES + "/"):
             answer = self._rules_route(method, path[len(LOCAL_RULES) :].strip("/"), body)
             self.console.print(f"{method} {escape(path)} -> {answer.status}")

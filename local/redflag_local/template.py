@@ -29,7 +29,8 @@ class _NoManagedPolicies:
 
 
 def _teach_moto_cloudformation() -> None:
-    """moto 5.2's CloudFormation has no AWS::CloudWatch::Alarm nor AWS::SNS::Subscription: it
+    """moto 5.2's CloudFormation has no AWS::CloudWatch::Alarm, AWS::SNS::Subscription nor
+    AWS::SecretsManager::Secret: it
     warns, skips them, and its describe_stack_resources then fails. Rather than drop the alarms
     and the ops subscription from the moto copy (and test nothing), create them through moto's
     cloudwatch and sns backends, as CloudFormation would. Defined on first use (moto's models
@@ -95,8 +96,52 @@ def _teach_moto_cloudformation() -> None:
             sub = sns_backends[account_id][region_name].subscribe(p["TopicArn"], p["Endpoint"], p["Protocol"])
             return cls(sub.arn)
 
+    class Secret(Created, CloudFormationModel):
+        """AWS::SecretsManager::Secret with GenerateSecretString: a random value, as Secrets Manager makes."""
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "Name"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SecretsManager::Secret"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            import secrets
+
+            from moto.secretsmanager.models import secretsmanager_backends
+
+            p = cloudformation_json.get("Properties", {})
+            length = int(p.get("GenerateSecretString", {}).get("PasswordLength", 32))
+            value = p.get("SecretString") or secrets.token_urlsafe(length)[:length]
+            secret = secretsmanager_backends[account_id][region_name].create_secret(
+                name=resource_name, secret_string=value, secret_binary=None, description=p.get("Description"),
+                tags=[], kms_key_id=None, client_request_token=None, replica_regions=[],
+                force_overwrite=False,
+            )  # fmt: skip
+            return cls(json.loads(secret)["ARN"])
+
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
+
+
+LOCAL_API_ID = "localapi"  # the API the stand-in plays: https://localapi.execute-api.<region>.amazonaws.com/Prod
+
+
+def _without_api_references(node: Any) -> Any:
+    """The copy has no implicit API (its Events are dropped): what names it (a function's
+    UNSUBSCRIBE_URL) names the API the stand-in plays instead."""
+    if isinstance(node, dict):
+        if node == {"Ref": "ServerlessRestApi"}:
+            return LOCAL_API_ID
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return {"Fn::Sub": node["Fn::Sub"].replace("${ServerlessRestApi}", LOCAL_API_ID)}
+        return {k: _without_api_references(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_api_references(v) for v in node]
+    return node
 
 
 class Template:
@@ -161,7 +206,7 @@ class Template:
 
     def moto_copy(self, parameters: dict[str, str]) -> dict[str, Any]:
         _teach_moto_cloudformation()
-        sam = copy.deepcopy(self.sam)
+        sam = _without_api_references(copy.deepcopy(self.sam))
         # moto skips a resource whose Condition is false, but then lists it as None and its
         # describe_stack_resources fails: leave such resources out of the copy instead
         for name, res in list(sam["Resources"].items()):

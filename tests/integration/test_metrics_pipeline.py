@@ -104,7 +104,7 @@ def test_inactivity_daily_activity_no_flag_three_silent_days_one_flag_activity_r
 
 
 def test_an_account_whose_weekly_actives_fall_60_percent_is_flagged_once_and_a_steady_one_is_not():
-    monday = 1_800_662_400.0  # 2027-01-25 00:00 UTC, a Monday
+    monday = 1_800_835_200.0  # 2027-01-25 00:00 UTC, a Monday
     with LocalStack(clock_start=monday + 3600) as stack:
         stack.put_rules({"weekly_usage": DROP})
 

@@ -10,46 +10,17 @@ such as ``<!channel>`` mentions nobody.
 from __future__ import annotations
 
 import html
-import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from redflag.health import AccountFlag
+from redflag.interventions import Escalation
+from redflag.templates import EmailTemplate, render
+from redflag.text import SNS_SUBJECT_MAX, chat_escape, humanize, one_line
 from redflag.timers import FlagReason, Timer
-
-SNS_SUBJECT_MAX = 99  # SNS requires fewer than 100 characters
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """Safe for a subject: control, format and line/paragraph separator characters become spaces
-    (C0, C1, U+0085, U+2028, U+2029, bidi controls), runs of spaces collapse, length bounded."""
-    flat = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c for c in text)
-    flat = " ".join(flat.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def chat_escape(value: Any) -> Any:
-    """``&``, ``<``, ``>`` escaped in every string of a JSON value (keys too): what Slack asks of
-    text so that ``<!channel>`` or ``<@U123>`` is shown, never acted on."""
-    if isinstance(value, str):
-        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    if isinstance(value, dict):
-        return {chat_escape(str(k)): chat_escape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [chat_escape(v) for v in value]
-    return value
-
-
-def humanize(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    if seconds < 120:
-        return f"{round(seconds)} second" + ("" if round(seconds) == 1 else "s")
-    if minutes < 120 and minutes % 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600, 1)
-    return f"{hours:g} hour" + ("" if hours == 1 else "s")
 
 
 class EmailAlert(BaseModel):
@@ -62,6 +33,7 @@ class EmailAlert(BaseModel):
     subject: str
     text: str
     html: str
+    unsubscribe_url: str | None = None  # RFC 8058: List-Unsubscribe + List-Unsubscribe-Post
 
 
 class CsAlert(BaseModel):
@@ -74,7 +46,18 @@ class CsAlert(BaseModel):
     attributes: dict[str, str]
 
 
-Alert = EmailAlert | CsAlert
+class WebhookAlert(BaseModel):
+    """The red flag POSTed, signed, to the product (in-app guidance)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel: Literal["webhook"] = "webhook"
+    alert_id: str
+    payload: dict[str, Any]
+
+
+Alert = EmailAlert | CsAlert | WebhookAlert
+UnsubscribeLinks = Callable[[str, str | None], str]  # (user id, address) -> a signed one-click URL
 
 
 def _first_name(name: str | None) -> str | None:
@@ -101,60 +84,78 @@ def _reason(timer: Timer) -> FlagReason:
     return timer.flag_reason or (FlagReason.INACTIVITY if timer.kind == "inactivity" else FlagReason.TIME)
 
 
-def _email_lines(timer: Timer, first: str, label: str) -> tuple[str, str]:
-    """(subject, the paragraph that says what we noticed) for the kind of struggle."""
-    reason = _reason(timer)
-    if reason is FlagReason.FAILURES:
-        tries = timer.run_failures or timer.failures
-        return (
-            f"Trouble with {label}?",
-            f"We noticed {label} didn't go through, {tries} times now. That's frustrating, and often "
-            "it's something small we can sort out together. Can we help?",
-        )
-    if reason is FlagReason.INACTIVITY:
-        return (
-            f"We miss you at {label}",
-            f"It's been {humanize(_threshold(timer))} since your last {label}. No pressure: if something "
-            "got in the way, we'd love to hear what would make it easier.",
-        )
+_CLOSING = (
+    "If something is in your way, just reply to this email: a real person on our team will read it and get "
+    "back to you.\n\nThanks,\nThe team"
+)
+DEFAULT_EMAILS = {
+    FlagReason.TIME: EmailTemplate(
+        subject="Need a hand with {task_label}?",
+        text="Hi {first_name},\n\nWe noticed you've been working on {task_label} for over {threshold}. "
+        "{expected_sentence} Can we help?\n\n" + _CLOSING,
+    ),
+    FlagReason.FAILURES: EmailTemplate(
+        subject="Trouble with {task_label}?",
+        text="Hi {first_name},\n\nWe noticed {task_label} didn't go through, {failures} times now. That's "
+        "frustrating, and often it's something small we can sort out together. Can we help?\n\n" + _CLOSING,
+    ),
+    FlagReason.INACTIVITY: EmailTemplate(
+        subject="We miss you at {task_label}",
+        text="Hi {first_name},\n\nIt's been {threshold} since your last {task_label}. No pressure: if something "
+        "got in the way, we'd love to hear what would make it easier.\n\n" + _CLOSING,
+    ),
+}
+
+
+def email_values(timer: Timer, now: float, unsubscribe_url: str | None = None) -> dict[str, str]:
+    """What the placeholders of an email template stand for (raw: ``templates.render`` escapes)."""
+    rule = timer.rule
+    assert rule is not None
     usual = _usual(timer)
-    return (
-        f"Need a hand with {label}?",
-        f"We noticed you've been working on {label} for over {humanize(_threshold(timer))}."
-        + (f" Most people finish in about {humanize(usual)}." if usual else "")
-        + " Can we help?",
-    )
+    elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
+    return {
+        "first_name": _first_name(timer.user.name) or "there",
+        "task_label": one_line(rule.label, 120),
+        "elapsed": humanize(elapsed),
+        "threshold": humanize(_threshold(timer)),
+        "expected": f"about {humanize(usual)}" if usual else "a little while",
+        "expected_sentence": f"Most people finish in about {humanize(usual)}." if usual else "",
+        "failures": str(timer.run_failures or timer.failures),
+        "help_url": rule.help_url or "",
+        "unsubscribe_url": unsubscribe_url or "",
+    }
 
 
-def compose_email(timer: Timer) -> EmailAlert | None:
-    """A short, personal, helpful note. None when we have no address for the user."""
+def _before_body_end(page: str, fragment: str) -> str:
+    at = page.lower().rfind("</body>")
+    return page[:at] + fragment + page[at:] if at >= 0 else page + fragment
+
+
+def compose_email(timer: Timer, now: float | None = None, links: UnsubscribeLinks | None = None) -> EmailAlert | None:
+    """A short, personal, helpful note: the rule's own template, or the default for the kind of
+    struggle; a visible unsubscribe link in the footer. None when we have no address for the user."""
     rule = timer.rule
     if rule is None or not timer.user.email:
         return None
-    first = _first_name(timer.user.name) or "there"
-    label = one_line(rule.label, 120)
-    subject, noticed = _email_lines(timer, first, label)
-    lines = [
-        f"Hi {first},",
-        "",
-        noticed,
-        "",
-        "If something is in your way, just reply to this email: a real person on our team will read it "
-        "and get back to you.",
-        "",
-        "Thanks,",
-        "The team",
-    ]
-    text = "\n".join(lines)
-    body = "".join(f"<p>{html.escape(p)}</p>" for p in "\n".join(lines).split("\n\n"))
-    page = f'<!doctype html><html><body style="font-family:sans-serif;line-height:1.5">{body}</body></html>'
+    url = links(timer.key.user_id, timer.user.email) if links is not None else None
+    values = email_values(timer, timer.due_at if now is None and timer.due_at else (now or 0.0), url)
+    template = rule.email or DEFAULT_EMAILS[_reason(timer)]
+    subject, text, page = render(template, values)
+    if rule.email is None and rule.help_url:
+        text += f"\n\nThis guide may help: {rule.help_url}"
+        page = _before_body_end(page, f'<p><a href="{html.escape(rule.help_url)}">A guide that may help</a></p>')
+    if url:
+        text += f"\n\n--\nDon't want these emails? Unsubscribe with one click: {url}"
+        link = f'<p style="font-size:small;color:#666"><a href="{html.escape(url)}">Unsubscribe</a> from these.</p>'
+        page = _before_body_end(page, link)
     return EmailAlert(
         alert_id=timer.alert_id("user"),
         to_address=timer.user.email,
         to_name=one_line(timer.user.name, 80) if timer.user.name else None,
-        subject=one_line(subject, 120),
+        subject=subject,
         text=text,
-        html=page.replace("\n", "<br>"),
+        html=page,
+        unsubscribe_url=url,
     )
 
 
@@ -207,16 +208,47 @@ def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
     )
 
 
-def plan(timer: Timer, now: float) -> list[Alert]:
+def compose_webhook(timer: Timer, now: float) -> WebhookAlert | None:
+    """What the product gets to show in-app guidance: ids and numbers, no address or name."""
+    rule = timer.rule
+    if rule is None:
+        return None
+    elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
+    usual = _usual(timer)
+    payload = {
+        "type": "red_flag",
+        "id": timer.alert_id("webhook"),
+        "reason": _reason(timer).value,
+        "user_id": timer.key.user_id,
+        "account_id": timer.user.account_id,
+        "task": timer.key.task,
+        "label": rule.label,
+        "instance_id": timer.key.instance_id,
+        "run_id": timer.run_id,
+        "started_at": _iso(timer.started_at),
+        "flagged_at": _iso(timer.flagged_at or now),
+        "elapsed_seconds": round(elapsed),
+        "threshold_seconds": _threshold(timer),
+        "usual_seconds": None if usual is None else round(usual),
+        "failures": timer.run_failures,
+        "help_url": rule.help_url,
+        "properties": timer.properties,
+    }
+    return WebhookAlert(alert_id=timer.alert_id("webhook"), payload=payload)
+
+
+def plan(timer: Timer, now: float, links: UnsubscribeLinks | None = None) -> list[Alert]:
     """The alerts one red flag produces, by the rule snapshot taken when the timer was armed."""
     rule = timer.rule
     if rule is None or not rule.applies_to(timer.user.segment):
         return []
     out: list[Alert] = []
-    if "user" in rule.notify and (email := compose_email(timer)):
+    if "user" in rule.notify and (email := compose_email(timer, now, links)):
         out.append(email)
     if "cs" in rule.notify and (cs := compose_cs_alert(timer, now)):
         out.append(cs)
+    if "webhook" in rule.notify and (hook := compose_webhook(timer, now)):
+        out.append(hook)
     return out
 
 
@@ -249,4 +281,60 @@ def compose_account_alert(flag: AccountFlag) -> CsAlert:
 
 
 def plan_account(flag: AccountFlag) -> list[Alert]:
-    return [compose_account_alert(flag)] if "cs" in flag.rule.notify else []
+    out: list[Alert] = [compose_account_alert(flag)] if "cs" in flag.rule.notify else []
+    if "webhook" in flag.rule.notify:
+        payload = {
+            "type": "usage_drop",
+            "id": flag.alert_id("webhook"),
+            "account_id": flag.account_id,
+            "task": flag.task,
+            "week": flag.week,
+            "actives_before": flag.actives_before,
+            "actives_after": flag.actives_after,
+            "drop_percent": flag.drop_percent,
+        }
+        out.append(WebhookAlert(alert_id=flag.alert_id("webhook"), payload=payload))
+    return out
+
+
+def compose_escalation(state: Escalation) -> CsAlert:
+    """One critical alert naming every red flag of a user (or an account) in the window."""
+    what = "; ".join(f"{w} at {_iso(at)}" for _, at, w in state.flags)
+    who = f"{state.scope} {state.subject_id}"
+    message = {
+        "summary": one_line(f"Escalation: {who} tripped {len(state.flags)} red flags: {what}", 300),
+        "reason": "escalation",
+        "severity": "critical",
+        "scope": state.scope,
+        f"{state.scope}_id": state.subject_id,
+        "flags": [{"flag": f, "at": _iso(at), "what": w} for f, at, w in state.flags],
+        "escalated_at": _iso(state.escalated_at),
+    }
+    return CsAlert(
+        alert_id=state.alert_id(),
+        subject=one_line(f"Escalation: {who} ({len(state.flags)} red flags)", SNS_SUBJECT_MAX),
+        message=chat_escape(message),
+        attributes={"severity": "critical", f"{state.scope}_id": state.subject_id, "task": "escalation"},
+    )
+
+
+def chatbot_message(cs: CsAlert) -> dict[str, Any]:
+    """The CS alert in AWS Chatbot's custom notification format (Chatbot posts it to Slack or Teams)."""
+    m = cs.message
+    return {
+        "version": "1.0",
+        "source": "custom",
+        "id": cs.alert_id,
+        "content": {
+            "textType": "client-markdown",
+            "title": cs.subject,
+            "description": str(m.get("summary", "")),
+            "nextSteps": [f"Reach out to {m['user_id']}" if m.get("user_id") else "Look at the account"],
+        },
+        "metadata": {
+            "threadId": str(m.get("user_id") or m.get("account_id") or "redflag"),
+            "summary": str(m.get("summary", "")),
+            "eventType": str(m.get("reason", "red_flag")),
+            "additionalContext": {k: str(v) for k, v in cs.attributes.items()},
+        },
+    }

@@ -8,6 +8,7 @@ from typing import Protocol
 from redflag.activity import Activity, ActivityKey
 from redflag.alerts import Alert
 from redflag.baselines import Histogram
+from redflag.interventions import Escalation
 from redflag.rules import RuleBook
 from redflag.timers import Timer, TimerKey
 
@@ -60,6 +61,29 @@ class BaselineSource(Protocol):
     def histograms(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Histogram]:
         """Duration distributions by (task, segment) (segment ``baselines.ALL``: across segments),
         absent ones left out; may be cached. Raises StoreUnavailable."""
+        ...
+
+
+class People(Protocol):
+    """What the alerting path keeps per user (and account) to intervene without annoying."""
+
+    def suppressed(self, user_id: str, email: str | None) -> bool:
+        """The user (or the address) opted out: never email them."""
+        ...
+
+    def defer(self, timer: Timer, until: float) -> bool:
+        """Keep the red flag's email until ``until`` (quiet hours); False if it was kept already."""
+        ...
+
+    def reserve_email(self, user_id: str, alert_id: str, now: float, cap: int, window: float) -> bool:
+        """A slot under the user's email cap for this alert (its own slot if it has one); False: capped."""
+        ...
+
+    def escalate(
+        self, scope: str, subject_id: str, flag_id: str, at: float, what: str, n: int, window: float
+    ) -> Escalation | None:
+        """Record a red flag of a user or account; the state to escalate from when it is the Nth in
+        the window (or the flag that escalated, seen again)."""
         ...
 
 

@@ -18,7 +18,7 @@ or maps segments to overrides (``{"power_user": {"threshold_seconds": 1800}}``):
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,9 +30,11 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 
+from redflag.errors import invalid, missing
 from redflag.events import TaskName
+from redflag.templates import EmailTemplate, HelpUrl
 
 Channel = Literal["user", "cs", "webhook"]
 Kind = Literal["task", "inactivity", "usage_drop"]
@@ -107,6 +109,11 @@ class Rule(BaseModel):
     min_weekly_actives: int = Field(
         default=5, ge=1, description="usage_drop: only accounts with at least this many weekly actives before"
     )
+    email: EmailTemplate | None = Field(default=None, description="this rule's own email (subject, text, html)")
+    help_url: HelpUrl | None = Field(default=None, description="where the email's {help_url} points")
+    holdout_percent: float = Field(
+        default=0, ge=0, le=100, description="share of users (by a stable hash of user_id) flagged but not emailed"
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -135,32 +142,32 @@ class Rule(BaseModel):
     def _consistent(self) -> Rule:
         if self.kind == "usage_drop":
             if self.drop_percent is None:
-                _missing("drop_percent")
+                missing("drop_percent")
             if "user" in self.notify:
-                _invalid("notify", "a usage_drop rule is about an account: never 'user' (use cs or webhook)")
+                invalid("notify", "a usage_drop rule is about an account: never 'user' (use cs or webhook)")
             for name in ("threshold_seconds", "threshold", "max_failures"):
                 if getattr(self, name) is not None:
-                    _invalid(name, "a usage_drop rule takes drop_percent, not a threshold or max_failures")
+                    invalid(name, "a usage_drop rule takes drop_percent, not a threshold or max_failures")
             return self
         if self.drop_percent is not None:
-            _invalid("drop_percent", "only usage_drop rules take drop_percent")
+            invalid("drop_percent", "only usage_drop rules take drop_percent")
         if self.threshold_seconds is not None and self.threshold is not None:
-            _invalid("threshold", "give threshold_seconds or threshold (learned), not both")
+            invalid("threshold", "give threshold_seconds or threshold (learned), not both")
         if self.threshold_seconds is None and self.threshold is None:
-            _missing("threshold_seconds")
+            missing("threshold_seconds")
         if self.kind == "inactivity":
             for name in ("threshold", "max_failures"):
                 if getattr(self, name) is not None:
-                    _invalid(name, "an inactivity rule takes threshold_seconds only")
+                    invalid(name, "an inactivity rule takes threshold_seconds only")
         limit = self.threshold_seconds or (self.threshold.fallback_seconds if self.threshold else None)
         if self.expected_seconds is not None and limit is not None and self.expected_seconds >= limit:
-            _invalid("expected_seconds", "must be below the threshold")
+            invalid("expected_seconds", "must be below the threshold")
         if isinstance(self.segments, dict):
             for name, override in self.segments.items():
                 if override.threshold_seconds is not None and override.threshold is not None:
-                    _invalid(f"segments.{name}", "give threshold_seconds or threshold, not both")
+                    invalid(f"segments.{name}", "give threshold_seconds or threshold, not both")
                 if self.kind == "inactivity" and (override.threshold or override.max_failures):
-                    _invalid(f"segments.{name}", "an inactivity rule takes threshold_seconds only")
+                    invalid(f"segments.{name}", "an inactivity rule takes threshold_seconds only")
         return self
 
     def applies_to(self, segment: str | None) -> bool:
@@ -180,16 +187,6 @@ class Rule(BaseModel):
         elif chosen.threshold is not None:
             override |= {"threshold": chosen.threshold, "threshold_seconds": None}
         return base.model_copy(update=override)
-
-
-def _invalid(field: str, message: str) -> NoReturn:
-    """A rule error that names its field (a model-level check would name none)."""
-    error = InitErrorDetails(type=PydanticCustomError("rule", message), loc=tuple(field.split(".")), input=None)
-    raise ValidationError.from_exception_data("Rule", [error])
-
-
-def _missing(field: str) -> NoReturn:
-    raise ValidationError.from_exception_data("Rule", [InitErrorDetails(type="missing", loc=(field,), input=None)])
 
 
 class InvalidRule(BaseModel):

@@ -14,6 +14,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redflag import mime
 
 RulesPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_.-]$")]
+
+
+def _quiet_hours(value: str) -> str:
+    from redflag.interventions import QuietHours
+
+    QuietHours.parse(value)
+    return value
+
+
+def _zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("is not an IANA time zone") from exc
+    return value
 Name = Annotated[str, Field(min_length=1)]
 
 
@@ -59,6 +76,21 @@ class AlertSettings(_Base):
     idempotency_table_name: Name
     parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
     alert_channel_concurrency: int = Field(default=4, ge=1, le=16, description="channels of one red flag sent at once")
+    table_name: Name = Field(description="per-user state: opt-outs, deferred emails, the cap, escalations")
+    due_shards: int = Field(ge=1, le=256, description="deferred emails go in the due index like timers")
+    unsubscribe_url: Annotated[str, Field(pattern=r"^https?://")]
+    unsubscribe_secret_arn: Name
+    unsubscribe_token_days: int = Field(default=180, ge=1, le=3650)
+    webhook_url: Annotated[str, Field(pattern=r"^(|https?://\S+)$")] = ""
+    webhook_secret_arn: Name
+    quiet_hours: Annotated[str, AfterValidator(_quiet_hours)] = "22-08"
+    default_timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+    email_cap: int = Field(default=3, ge=1)
+    email_cap_window_hours: float = Field(default=24, gt=0)
+    escalate_after: int = Field(default=3, ge=2)
+    escalation_window_hours: float = Field(default=24, gt=0)
+    cs_message_format: Literal["json", "chatbot"] = "json"
+    secrets_cache_seconds: int = Field(default=300, ge=0)
 
 
 class StatsSettings(_Base):

@@ -40,7 +40,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from redflag import mime
 from redflag.adapters import aws
-from redflag.alerts import Alert, CsAlert, EmailAlert
+from redflag.adapters.http import WebhookPoster
+from redflag.alerts import Alert, CsAlert, EmailAlert, WebhookAlert, chatbot_message
 from redflag.observability import logger, metrics
 from redflag.ports import ChannelFailed
 
@@ -66,15 +67,29 @@ class AwsDelivery:
     """Sends one alert on its channel; knows nothing about idempotency. Returns the result to keep
     (``sent`` or ``rejected``), raises ChannelFailed for a passing fault."""
 
-    def __init__(self, sender: str, topic_arn: str, parked_queue_url: str, ses: Any, sns: Any, sqs: Any) -> None:
+    def __init__(
+        self,
+        sender: str,
+        topic_arn: str,
+        parked_queue_url: str,
+        ses: Any,
+        sns: Any,
+        sqs: Any,
+        webhook: WebhookPoster | None = None,
+        cs_format: str = "json",
+    ) -> None:
         self._sender = sender
         self._topic = topic_arn
         self._parked = parked_queue_url
         self._ses, self._sns, self._sqs = ses, sns, sqs
+        self._webhook = webhook
+        self._cs_format = cs_format
 
     def deliver(self, alert: Alert, record_id: str | None = None) -> dict[str, str]:
         """``record_id``: the alert's idempotency record, named in a parked message so a replay
         can forget it."""
+        if isinstance(alert, WebhookAlert):
+            return self._deliver_webhook(alert, record_id)
         try:
             if isinstance(alert, EmailAlert):
                 raw = mime.build_raw(
@@ -85,6 +100,7 @@ class AwsDelivery:
                     text=alert.text,
                     html=alert.html,
                     alert_ids=mime.alert_id_parts(alert.alert_id),
+                    extra_headers=_unsubscribe_headers(alert.unsubscribe_url),
                 )
                 out = self._ses.send_email(
                     FromEmailAddress=self._sender,
@@ -93,10 +109,11 @@ class AwsDelivery:
                 )
             else:
                 assert isinstance(alert, CsAlert)
+                body = chatbot_message(alert) if self._cs_format == "chatbot" else alert.message
                 out = self._sns.publish(
                     TopicArn=self._topic,
                     Subject=alert.subject,
-                    Message=json.dumps(alert.message, ensure_ascii=False),
+                    Message=json.dumps(body, ensure_ascii=False),
                     MessageAttributes={
                         k: {"DataType": "String", "StringValue": v} for k, v in alert.attributes.items()
                     },
@@ -111,6 +128,18 @@ class AwsDelivery:
             self.park(alert, "Unwritable", record_id)
             return {"channel": alert.channel, "status": "rejected", "error": "Unwritable"}
         return {"channel": alert.channel, "status": "sent", "message_id": str(out.get("MessageId", ""))}
+
+    def _deliver_webhook(self, alert: WebhookAlert, record_id: str | None) -> dict[str, str]:
+        if self._webhook is None:  # no WebhookUrl in this stack: nothing to deliver to
+            self.park(alert, "NoWebhookUrl", record_id)
+            return {"channel": alert.channel, "status": "rejected", "error": "NoWebhookUrl"}
+        outcome = self._webhook.post(alert.payload)
+        if outcome.transient:
+            raise ChannelFailed(alert.channel, outcome.error or "HttpError")
+        if outcome.error is not None:
+            self.park(alert, outcome.error, record_id)
+            return {"channel": alert.channel, "status": "rejected", "error": outcome.error}
+        return {"channel": alert.channel, "status": "sent", "message_id": str(outcome.status)}
 
     def park(self, alert: Alert, error: str, record_id: str | None = None) -> None:
         """Keep an alert that cannot be delivered, with why: ids and the error code, no content."""
@@ -162,6 +191,13 @@ class IdempotentSender:
                 )
                 return done[0]
             raise ChannelFailed(alert.channel, f"idempotency:{_cause(exc)}") from None
+
+
+def _unsubscribe_headers(url: str | None) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe: the URL is ours (a signed token, URL-safe), nothing user-typed."""
+    if not url:
+        return {}
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def _cause(exc: BaseException) -> str:

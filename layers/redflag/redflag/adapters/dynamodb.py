@@ -101,6 +101,60 @@ class DynamoTimerStore:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    # --- plain items of the same table (account flags, the alerting path's per-user state) ---------
+
+    def get_items(self, keys: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items by key, read consistently in one BatchGetItem (up to 100 keys): (pk, sk) -> item."""
+        if not keys:
+            return {}
+        out = self._call(
+            "batch_get_item", RequestItems={self._table: {"Keys": [_av(k) for k in keys], "ConsistentRead": True}}
+        )
+        found = [_py(raw) for raw in out.get("Responses", {}).get(self._table, [])]
+        return {(i["pk"], i["sk"]): i for i in found}
+
+    def put_if_absent(self, item: dict[str, Any]) -> None:
+        """Raises VersionConflict when the key exists."""
+        self._call("put_item", TableName=self._table, Item=_av(item), ConditionExpression="attribute_not_exists(pk)")
+
+    def put_versioned(self, item: dict[str, Any], expected_version: int) -> None:
+        """``item`` (carrying its new version) if the stored one is still ``expected_version`` (0: absent)."""
+        if expected_version == 0:
+            self.put_if_absent(item)
+            return
+        self._call(
+            "put_item",
+            TableName=self._table,
+            Item=_av(item),
+            ConditionExpression="version = :v",
+            ExpressionAttributeValues=_av({":v": expected_version}),
+        )
+
+    def delete_keys(self, keys: list[dict[str, str]]) -> int:
+        """Delete items by key, 25 a BatchWriteItem (unprocessed ones asked again)."""
+        pending = [{"DeleteRequest": {"Key": _av(k)}} for k in keys]
+        while pending:
+            batch, pending = pending[:25], pending[25:]
+            out = self._call("batch_write_item", RequestItems={self._table: batch})
+            pending = out.get("UnprocessedItems", {}).get(self._table, []) + pending
+        return len(keys)
+
+    def query_partition(self, pk: str) -> list[dict[str, Any]]:
+        """Every item of one partition key: one query (paged), no scan."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _av({":pk": pk}),
+            "ConsistentRead": True,
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._call("query", **kwargs)
+            found += [_py(raw) for raw in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def put_account_flag(self, flag: AccountFlag, retention_seconds: int) -> bool:
         """Write a usage drop once: False when this rule, account and week already has one."""
         item = items.account_flag_item(flag, retention_seconds)

@@ -4,6 +4,10 @@ due index. The one place that knows the storage format; the domain never sees it
     timer         pk = user_id            sk = task#{task}#{instance_id}  kind = task  (+ due_shard when open)
     activity      pk = user_id            sk = user                      kind = user
     account flag  pk = account#{account}  sk = flag#{rule}#{week}         kind = account_flag
+    deferred      pk = user_id            sk = deferred#{alert}             kind = deferred (+ due_shard)
+    email log     pk = user_id            sk = emails                       the emails sent lately (the cap)
+    escalation    pk = esc#{scope}#{id}   sk = escalation                   recent red flags of a user or account
+    opt-out       pk = suppress#{hmac}    sk = suppress                     a keyed hash of a user id or address
 
 Task names cannot contain ``#``, so ``task#{task}#{instance_id}`` splits unambiguously even when the
 instance id does. The same functions decode table reads and stream images (Powertools hands both
@@ -22,7 +26,7 @@ from redflag.activity import Activity, ActivityKey
 from redflag.events import UserInfo
 from redflag.health import AccountFlag
 from redflag.rules import Rule
-from redflag.timers import FlagReason, Timer, TimerKey, TimerState
+from redflag.timers import FlagReason, Timer, TimerKey, TimerState, fingerprint
 
 KIND_TASK = "task"
 KIND_USER = "user"
@@ -179,3 +183,46 @@ def account_flag_of(item: dict[str, Any] | None) -> AccountFlag | None:
         rule=_stored(Rule, json.loads(item["rule"])),
         flagged_at=float(item["flagged_at"]),
     )
+
+
+# --- per-user intervention state: deferred emails, the email log, escalations, suppression -----------
+
+KIND_DEFERRED = "deferred"
+
+
+def deferred_key(timer: Timer) -> dict[str, str]:
+    return {"pk": timer.key.user_id, "sk": f"deferred#{fingerprint(timer.alert_id('user'))}"}
+
+
+def deferred_item(timer: Timer, until: float, shards: int) -> dict[str, Any]:
+    """An email kept for the end of quiet hours: due (and in the due index) at ``until``; TTL is its
+    backstop like a timer's. It carries the red flag's timer, to compose the email when it goes."""
+    key = deferred_key(timer)
+    due = math.ceil(until)
+    return key | {
+        "kind": KIND_DEFERRED,
+        "state": TimerState.OPEN.value,
+        "version": 1,
+        "due_at": due,
+        "expires_at": due,
+        "due_shard": zlib.crc32(f"{key['pk']}\x00{key['sk']}".encode()) % shards,
+        "timer": timer.model_dump_json(exclude_none=True),
+    }
+
+
+def deferred_of(item: dict[str, Any] | None) -> Timer | None:
+    if not item or item.get("kind") != KIND_DEFERRED or "timer" not in item:
+        return None
+    return Timer.model_validate_json(item["timer"])
+
+
+def email_log_key(user_id: str) -> dict[str, str]:
+    return {"pk": user_id, "sk": "emails"}
+
+
+def escalation_key(scope: str, subject_id: str) -> dict[str, str]:
+    return {"pk": f"esc#{scope}#{subject_id}", "sk": "escalation"}
+
+
+def suppression_item_key(key: str) -> dict[str, str]:
+    return {"pk": f"suppress#{key}", "sk": "suppress"}

@@ -92,6 +92,23 @@ class DynamoStats:
                     time.sleep(0.05)
         return out
 
+    def task_segments(self, task: str) -> dict[str, TaskStats]:
+        """Every segment learned for one task (segment ``ALL`` included): one query, no scan."""
+        out: dict[str, TaskStats] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _av({":pk": f"task#{task}"}),
+        }
+        while True:
+            page = self._call("query", **kwargs)
+            for raw in page.get("Items", []):
+                item = _py(raw)
+                out[item["sk"][len("seg#") :]] = _stats_of(item)
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def histograms(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Histogram]:
         """BaselineSource: the distributions, cached for ``cache_seconds`` per warm Lambda."""
         now = self._now()
@@ -104,7 +121,11 @@ class DynamoStats:
 
     def weekly_actives(self, week: str) -> dict[str, int]:
         """Account -> active users in ``week``: one query per shard of the week's rows."""
-        out: dict[str, int] = {}
+        return {account: row.get("actives", 0) for account, row in self.week_table(week).items()}
+
+    def week_table(self, week: str) -> dict[str, dict[str, int]]:
+        """Account -> its row for ``week`` (actives, new_users, returned): one query per shard."""
+        out: dict[str, dict[str, int]] = {}
         for shard in range(WEEK_SHARDS):
             kwargs: dict[str, Any] = {
                 "TableName": self._table,
@@ -115,15 +136,11 @@ class DynamoStats:
                 page = self._call("query", **kwargs)
                 for raw in page.get("Items", []):
                     item = _py(raw)
-                    out[item["sk"]] = int(item.get("actives", 0))
+                    out[item["sk"]] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal)}
                 if "LastEvaluatedKey" not in page:
                     break
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return out
-
-    def week_rows(self, week: str, accounts: Sequence[str]) -> dict[str, dict[str, int]]:
-        keys = [week_key(week, a) for a in accounts]
-        return {k["sk"]: v for k, v in self._rows(keys).items()}
 
     def account_days(self, account: str, days: Sequence[str]) -> dict[str, int]:
         rows = self._rows([{"pk": f"acct#{account}", "sk": f"day#{d}"} for d in days])

@@ -8,10 +8,14 @@ from redflag.adapters import aws
 from redflag.adapters.delivery import AwsDelivery, IdempotentSender
 from redflag.adapters.dynamodb import DynamoTimerStore
 from redflag.adapters.fanout import LambdaDispatcher
+from redflag.adapters.http import WebhookPoster
+from redflag.adapters.people import DynamoPeople
+from redflag.adapters.secrets import Secret, suppression_keys, unsubscribe_links
 from redflag.adapters.ssm_rules import SsmRuleSource
 from redflag.adapters.stats import DynamoStats
-from redflag.alerting import AlertingService
+from redflag.alerting import AlertingService, Interventions
 from redflag.ingest import IngestService
+from redflag.interventions import QuietHours
 from redflag.settings import AlertSettings, IngestSettings, StatsSettings, SweepSettings, UsageSettings
 from redflag.sweeping import SweepPlan, SweepService
 from redflag.usage import UsageDropService
@@ -34,13 +38,35 @@ def ingest_service(s: IngestSettings | None = None) -> IngestService:
     return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits, baselines)
 
 
-def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender]:
+def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender, DynamoTimerStore]:
     s = s or AlertSettings()  # type: ignore[call-arg]
+    unsubscribe_secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
+    webhook_secret = Secret(s.webhook_secret_arn, s.secrets_cache_seconds)
+    webhook = WebhookPoster(s.webhook_url, webhook_secret, clock.SYSTEM.now) if s.webhook_url else None
     delivery = AwsDelivery(
-        s.sender_email, s.alert_topic_arn, s.parked_queue_url, aws.client("sesv2"), aws.client("sns"), aws.client("sqs")
+        s.sender_email,
+        s.alert_topic_arn,
+        s.parked_queue_url,
+        aws.client("sesv2"),
+        aws.client("sns"),
+        aws.client("sqs"),
+        webhook,
+        s.cs_message_format,
     )
     sender = IdempotentSender(delivery, s.idempotency_table_name)
-    return AlertingService(sender, s.alert_channel_concurrency), sender
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    people = DynamoPeople(store, suppression_keys(unsubscribe_secret), s.due_shards)
+    policy = Interventions(
+        cap=s.email_cap,
+        cap_window=s.email_cap_window_hours * 3600,
+        quiet=QuietHours.parse(s.quiet_hours),
+        default_timezone=s.default_timezone,
+        escalate_after=s.escalate_after,
+        escalation_window=s.escalation_window_hours * 3600,
+    )
+    links = unsubscribe_links(s.unsubscribe_url, unsubscribe_secret, s.unsubscribe_token_days, clock.SYSTEM.now)
+    service = AlertingService(sender, s.alert_channel_concurrency, people, policy, links)
+    return service, sender, store
 
 
 def sweep_service(s: SweepSettings | None = None) -> SweepService:

@@ -1,0 +1,43 @@
+"""Secrets from Secrets Manager (never from an environment variable), cached by Powertools, and what
+is built on them: signed unsubscribe links and the keys of opt-out markers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import quote
+
+from aws_lambda_powertools.utilities import parameters
+
+from redflag import unsubscribe
+
+
+class Secret:
+    """The value of one secret, as bytes; read at first use and cached ``max_age`` seconds."""
+
+    def __init__(self, secret_id: str, max_age: int = 300) -> None:
+        self._id = secret_id
+        self._max_age = max_age
+
+    def __call__(self) -> bytes:
+        value = parameters.get_secret(self._id, max_age=self._max_age)
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def unsubscribe_links(
+    base_url: str, secret: Callable[[], bytes], days: int, now: Callable[[], float]
+) -> Callable[[str, str | None], str]:
+    def link(user_id: str, email: str | None) -> str:
+        token = unsubscribe.sign(secret(), user_id, email, int(now() + days * 86400))
+        return f"{base_url}?token={quote(token, safe='')}"
+
+    return link
+
+
+def suppression_keys(secret: Callable[[], bytes]) -> Callable[[str, str | None], list[str]]:
+    def keys(user_id: str, email: str | None) -> list[str]:
+        found = [unsubscribe.suppression_key(secret(), "user", user_id)]
+        if email:
+            found.append(unsubscribe.suppression_key(secret(), "email", email))
+        return found
+
+    return keys

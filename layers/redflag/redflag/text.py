@@ -1,0 +1,41 @@
+"""Text made safe and human: one-line subjects, chat escaping, durations in words. Pure."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+SNS_SUBJECT_MAX = 99  # SNS requires fewer than 100 characters
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Safe for a subject: control, format and line/paragraph separator characters become spaces
+    (C0, C1, U+0085, U+2028, U+2029, bidi controls), runs of spaces collapse, length bounded."""
+    flat = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c for c in text)
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def chat_escape(value: Any) -> Any:
+    """``&``, ``<``, ``>`` escaped in every string of a JSON value (keys too): what Slack asks of
+    text so that ``<!channel>`` or ``<@U123>`` is shown, never acted on."""
+    if isinstance(value, str):
+        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if isinstance(value, dict):
+        return {chat_escape(str(k)): chat_escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [chat_escape(v) for v in value]
+    return value
+
+
+def humanize(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if seconds < 120:
+        return f"{round(seconds)} second" + ("" if round(seconds) == 1 else "s")
+    if minutes < 120 and minutes % 60:
+        return f"{minutes} minutes"
+    if seconds >= 2 * 86400:
+        days = round(seconds / 86400, 1)
+        return f"{days:g} days"
+    hours = round(seconds / 3600, 1)
+    return f"{hours:g} hour" + ("" if hours == 1 else "s")
