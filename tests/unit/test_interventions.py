@@ -23,7 +23,7 @@ SECRET = b"s" * 64
 
 def flagged(rule, user=UserInfo(email="ada@example.com", name="Ada <b>Lovelace</b>")):
     t = timers.apply_event(None, TimerKey(user_id="u1", task="t"), EventType.TASK_STARTED, T0, rule, T0, user).timer
-    return timers.expire(t, T0 + 10_000)
+    return timers.expire(t, T0 + 1200)  # flagged 20 minutes in
 
 
 # --- templates ---------------------------------------------------------------------------------------

@@ -80,6 +80,12 @@ def _usual(timer: Timer) -> float | None:
     return timer.usual_seconds or (timer.rule.expected_seconds if timer.rule else None)
 
 
+def _elapsed(timer: Timer, now: float) -> float:
+    """How long the run had been open (or the user silent) when it was flagged; ``now`` for a TTL delete."""
+    end = timer.flagged_at if timer.flagged_at is not None else now
+    return max(0.0, end - timer.started_at) if timer.started_at is not None else 0.0
+
+
 def _reason(timer: Timer) -> FlagReason:
     return timer.flag_reason or (FlagReason.INACTIVITY if timer.kind == "inactivity" else FlagReason.TIME)
 
@@ -112,11 +118,10 @@ def email_values(timer: Timer, now: float, unsubscribe_url: str | None = None) -
     rule = timer.rule
     assert rule is not None
     usual = _usual(timer)
-    elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
     return {
         "first_name": _first_name(timer.user.name) or "there",
         "task_label": one_line(rule.label, 120),
-        "elapsed": humanize(elapsed),
+        "elapsed": humanize(_elapsed(timer, now)),
         "threshold": humanize(_threshold(timer)),
         "expected": f"about {humanize(usual)}" if usual else "a little while",
         "expected_sentence": f"Most people finish in about {humanize(usual)}." if usual else "",
@@ -213,7 +218,7 @@ def compose_webhook(timer: Timer, now: float) -> WebhookAlert | None:
     rule = timer.rule
     if rule is None:
         return None
-    elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
+    elapsed = _elapsed(timer, now)
     usual = _usual(timer)
     payload = {
         "type": "red_flag",

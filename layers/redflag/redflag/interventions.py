@@ -109,9 +109,7 @@ class EscalationDecision:
     flags: list[tuple[str, float, str]] = field(default_factory=list)
 
 
-def record_flag(
-    current: Escalation, flag_id: str, at: float, what: str, n: int, window: float
-) -> EscalationDecision:
+def record_flag(current: Escalation, flag_id: str, at: float, what: str, n: int, window: float) -> EscalationDecision:
     """Add one red flag; escalate when it is the Nth within the window and the last escalation is
     more than a window ago. Recording the same flag twice changes nothing (a retry re-sends)."""
     recent = tuple(f for f in current.flags if f[1] > at - window)

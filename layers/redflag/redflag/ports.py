@@ -10,7 +10,7 @@ from redflag.alerts import Alert
 from redflag.baselines import Histogram
 from redflag.interventions import Escalation
 from redflag.rules import RuleBook
-from redflag.timers import Timer, TimerKey
+from redflag.timers import DeferredKey, Timer, TimerKey
 
 Record = Timer | Activity
 RecordKey = TimerKey | ActivityKey
@@ -41,11 +41,11 @@ class TimerStore(Protocol):
         (0 = must not exist). Raises VersionConflict or StoreUnavailable; writes nothing then."""
         ...
 
-    def due(self, shard: int, until: float, limit: int) -> Iterable[tuple[TimerKey, int]]:
-        """Open timers of one shard of the due index with ``due_at <= until``: (key, due_at)."""
+    def due(self, shard: int, until: float, limit: int) -> Iterable[tuple[TimerKey | DeferredKey, int]]:
+        """Open timers (and deferred emails) of one shard of the due index with ``due_at <= until``."""
         ...
 
-    def flag_due(self, key: TimerKey, now: float, expires_at: int) -> bool:
+    def flag_due(self, key: TimerKey | DeferredKey, now: float, expires_at: int) -> bool:
         """``timers.expire`` as one conditional write, without reading first: an open timer due by
         ``now`` becomes flagged. False when it is not (completed, flagged, deleted, not due)."""
         ...

@@ -31,6 +31,8 @@ def _zone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError("is not an IANA time zone") from exc
     return value
+
+
 Name = Annotated[str, Field(min_length=1)]
 
 

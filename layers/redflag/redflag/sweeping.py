@@ -33,9 +33,11 @@ from pydantic import BaseModel
 from redflag import timers
 from redflag.clock import Clock
 from redflag.ports import Dispatcher, StoreUnavailable, TimerStore
-from redflag.timers import TimerKey
+from redflag.timers import DeferredKey, TimerKey
 
-_Entry = tuple[int, str, int, TimerKey]  # (due_at, tie-break, shard, key): a heap entry
+DueKey = TimerKey | DeferredKey
+
+_Entry = tuple[int, str, int, DueKey]  # (due_at, tie-break, shard, key): a heap entry
 
 
 class SweepReport(BaseModel):
@@ -101,7 +103,7 @@ class SweepService:
         mine = [(first + i) % plan.shards for i in range(plan.shards)]
         report = SweepReport()
         queue: list[_Entry] = []
-        known: set[TimerKey] = set()
+        known: set[DueKey] = set()
         next_read = start
         while True:
             now = clock.now()
@@ -123,7 +125,7 @@ class SweepService:
             clock.sleep(wake - clock.now())
 
     def _fan_out(
-        self, mine: list[int], queue: list[_Entry], known: set[TimerKey], now: float, report: SweepReport
+        self, mine: list[int], queue: list[_Entry], known: set[DueKey], now: float, report: SweepReport
     ) -> list[int]:
         """A backlog too large to flag alone: keep one group of shards, start a worker per other group."""
         backlog: dict[int, int] = {}
@@ -168,10 +170,10 @@ class SweepService:
         shards: list[int],
         until: float,
         queue: list[_Entry],
-        known: set[TimerKey],
+        known: set[DueKey],
         report: SweepReport,
     ) -> None:
-        def read(shard: int) -> list[tuple[TimerKey, int]]:
+        def read(shard: int) -> list[tuple[DueKey, int]]:
             try:
                 return list(self._store.due(shard, until, self._plan.page_size))
             except StoreUnavailable:
@@ -186,7 +188,7 @@ class SweepService:
                     heapq.heappush(queue, (due_at, key.model_dump_json(), shard, key))
 
     def _flag(
-        self, pool: ThreadPoolExecutor, ready: list[_Entry], known: set[TimerKey], report: SweepReport, deadline: float
+        self, pool: ThreadPoolExecutor, ready: list[_Entry], known: set[DueKey], report: SweepReport, deadline: float
     ) -> None:
         chunk = self._plan.workers * 4  # look at the clock between chunks: stop before the deadline
         for i in range(0, len(ready), chunk):

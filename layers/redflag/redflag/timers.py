@@ -52,6 +52,15 @@ class TimerKey(BaseModel):
     instance_id: str = "default"
 
 
+class DeferredKey(BaseModel):
+    """A deferred email's record (``redflag.alerting``): it sits in the due index like a timer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    tag: str
+
+
 def fingerprint(event_id: str) -> str:
     """A short, fixed-size stand-in for an event id (64 bits): what a record remembers."""
     return base64.urlsafe_b64encode(hashlib.blake2b(event_id.encode(), digest_size=8).digest()).decode().rstrip("=")

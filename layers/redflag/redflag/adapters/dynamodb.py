@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redflag.adapters import aws, items
 from redflag.health import AccountFlag
 from redflag.ports import Record, RecordKey, StoreUnavailable, VersionConflict
-from redflag.timers import TimerKey, TimerState
+from redflag.timers import DeferredKey, TimerKey, TimerState
 
 DUE_INDEX = "due-index"
 BATCH_GET_MAX = 100
@@ -82,7 +82,7 @@ class DynamoTimerStore:
             put["ExpressionAttributeValues"] = _av({":v": expected_version})
         self._call("put_item", **put)
 
-    def due(self, shard: int, until: float, limit: int) -> Iterator[tuple[TimerKey, int]]:
+    def due(self, shard: int, until: float, limit: int) -> Iterator[tuple[TimerKey | DeferredKey, int]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": DUE_INDEX,
@@ -95,7 +95,7 @@ class DynamoTimerStore:
             for raw in page.get("Items", []):
                 item = _py(raw)
                 key = items.record_key(item["pk"], item["sk"])
-                if isinstance(key, TimerKey):
+                if isinstance(key, TimerKey | DeferredKey):  # timers, and emails kept for quiet hours
                     yield key, int(item["due_at"])
             if "LastEvaluatedKey" not in page:
                 return
@@ -166,7 +166,7 @@ class DynamoTimerStore:
             return False
         return True
 
-    def flag_due(self, key: TimerKey, now: float, expires_at: int) -> bool:
+    def flag_due(self, key: TimerKey | DeferredKey, now: float, expires_at: int) -> bool:
         """``timers.expire`` as one UpdateItem, no read: open and due by ``now`` -> flagged, off the index."""
         try:
             self._call(

@@ -26,7 +26,7 @@ from redflag.activity import Activity, ActivityKey
 from redflag.events import UserInfo
 from redflag.health import AccountFlag
 from redflag.rules import Rule
-from redflag.timers import FlagReason, Timer, TimerKey, TimerState, fingerprint
+from redflag.timers import DeferredKey, FlagReason, Timer, TimerKey, TimerState, fingerprint
 
 KIND_TASK = "task"
 KIND_USER = "user"
@@ -38,18 +38,22 @@ _TIMER_TEXTS = ("threshold_basis", "flag_reason")
 _ACTIVITY_NUMBERS = ("first_active_at", "last_active_at", "expires_at")
 
 
-def key_of(key: TimerKey | ActivityKey) -> dict[str, str]:
+def key_of(key: TimerKey | ActivityKey | DeferredKey) -> dict[str, str]:
     if isinstance(key, ActivityKey):
         return {"pk": key.user_id, "sk": KIND_USER}
+    if isinstance(key, DeferredKey):
+        return {"pk": key.user_id, "sk": f"deferred#{key.tag}"}
     return {"pk": key.user_id, "sk": f"task#{key.task}#{key.instance_id}"}
 
 
-def record_key(pk: str, sk: str) -> TimerKey | ActivityKey | None:
+def record_key(pk: str, sk: str) -> TimerKey | ActivityKey | DeferredKey | None:
     if sk == KIND_USER:
         return ActivityKey(user_id=pk)
     if sk.startswith("task#"):
         _, task, instance_id = sk.split("#", 2)
         return TimerKey(user_id=pk, task=task, instance_id=instance_id)
+    if sk.startswith("deferred#"):
+        return DeferredKey(user_id=pk, tag=sk[len("deferred#") :])
     return None
 
 
@@ -191,7 +195,7 @@ KIND_DEFERRED = "deferred"
 
 
 def deferred_key(timer: Timer) -> dict[str, str]:
-    return {"pk": timer.key.user_id, "sk": f"deferred#{fingerprint(timer.alert_id('user'))}"}
+    return key_of(DeferredKey(user_id=timer.key.user_id, tag=fingerprint(timer.alert_id("user"))))
 
 
 def deferred_item(timer: Timer, until: float, shards: int) -> dict[str, Any]:
