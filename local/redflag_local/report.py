@@ -3,7 +3,8 @@
 Per task and segment: runs started and completed, the completion rate, the usual durations (p50, p90),
 the threshold in force now (fixed, learned or its fallback) and one to consider (2 x the median, once
 there are 20 completions), red flags by reason and the flag rate, and how many flagged runs were
-completed afterwards. Per account: daily and weekly active users, stickiness (the mean daily actives
+completed afterwards: for the users emailed, and for those the rule's holdout kept from the email
+(did the email help?). Per account: daily and weekly active users, stickiness (the mean daily actives
 of the week over its weekly actives), last week's change, first-week participation (of the users new
 last week, the share active on a second day within their first seven) and red flags.
 
@@ -56,7 +57,19 @@ class TaskRow(BaseModel):
     flags_inactivity: int
     flag_rate: float | None
     done_after_flag: int
+    flagged_emailed: int
+    done_after_flag_emailed: int
+    flagged_holdout: int
+    done_after_flag_holdout: int
     buckets: dict[int, int]  # for the plot
+
+    @property
+    def rate_emailed(self) -> float | None:
+        return _rate(self.done_after_flag_emailed, self.flagged_emailed)
+
+    @property
+    def rate_holdout(self) -> float | None:
+        return _rate(self.done_after_flag_holdout, self.flagged_holdout)
 
 
 class AccountRow(BaseModel):
@@ -114,6 +127,10 @@ def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
                     flags_inactivity=c.get("flag_inactivity", 0),
                     flag_rate=_rate(flags, started) if rule.kind == "task" else None,
                     done_after_flag=c.get("done_after_flag", 0),
+                    flagged_emailed=c.get("flagged_emailed", 0),
+                    done_after_flag_emailed=c.get("done_after_flag_emailed", 0),
+                    flagged_holdout=c.get("flagged_holdout", 0),
+                    done_after_flag_holdout=c.get("done_after_flag_holdout", 0),
                     buckets=dict(s.histogram.counts),
                 )
             )
@@ -160,7 +177,7 @@ def _pct(x: float | None) -> str:
 
 TASK_COLUMNS = (
     "task", "segment", "started", "completed", "rate", "p50", "p90", "threshold", "suggested",
-    "flags time/fail/idle", "flag rate", "done after flag",
+    "flags time/fail/idle", "flag rate", "done after flag: emailed", "held out",
 )  # fmt: skip
 ACCOUNT_COLUMNS = ("account", "DAU", "WAU", "stickiness", "WAU last week", "change", "new last week",
                    "1st-week return", "flags")  # fmt: skip
@@ -171,8 +188,14 @@ def task_cells(r: TaskRow) -> list[str]:
     return [
         r.task, r.segment, str(r.started), str(r.completed), _pct(r.completion_rate), _t(r.p50), _t(r.p90),
         threshold, _t(r.suggested), f"{r.flags_time}/{r.flags_failures}/{r.flags_inactivity}",
-        _pct(r.flag_rate), str(r.done_after_flag),
+        _pct(r.flag_rate), _arm_cell(r.done_after_flag_emailed, r.flagged_emailed),
+        _arm_cell(r.done_after_flag_holdout, r.flagged_holdout),
     ]  # fmt: skip
+
+
+def _arm_cell(done: int, flagged: int) -> str:
+    """``3/10 (30%)``: flagged runs of that arm completed afterwards."""
+    return "" if flagged == 0 else f"{done}/{flagged} ({100 * done / flagged:.0f}%)"
 
 
 def account_cells(a: AccountRow) -> list[str]:

@@ -105,7 +105,7 @@ def receiver():
     got = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             got.append((self.headers, body))
             self.send_response(204)

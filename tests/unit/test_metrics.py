@@ -278,7 +278,7 @@ def test_a_fold_counts_starts_completions_flags_and_activity_and_survives_its_wi
     fold = Fold.from_state(json.loads(json.dumps(fold.to_state())))
     for seg in ("pro", ALL):
         stats = fold.tasks[("t", seg)]
-        assert stats.counts == {"started": 1, "completed": 1, "flag_time": 1}
+        assert stats.counts == {"started": 1, "completed": 1, "flag_time": 1, "flagged_emailed": 1}
         assert stats.histogram.n == 1
     assert {(a.account_id, a.user_id) for a in fold.active.values()} == {("acme", "u2")}
     assert fold.account_flags == {"acme": 1}

@@ -3,7 +3,9 @@ account activity. Pure Python; ``redflag.adapters.stats`` persists a fold once p
 
 Per (task, segment), and per task across segments (segment ``baselines.ALL``): runs started and
 completed, the duration distribution of completions, red flags by reason, and flagged runs that
-were completed afterwards (and how long after the flag). Users without a segment count only in ALL.
+were completed afterwards (and how long after the flag), split by the rule's holdout (``emailed``:
+users the email goes to, ``holdout``: users held out of it), so the two completion rates compare.
+Users without a segment count only in ALL.
 Per account: which users were active on which day.
 """
 
@@ -15,9 +17,21 @@ from typing import Any
 from redflag.activity import Activity
 from redflag.baselines import ALL, Histogram
 from redflag.health import day_of
+from redflag.interventions import in_holdout
 from redflag.timers import FlagReason, Timer, TimerState
 
-COUNTERS = ("started", "completed", "flag_time", "flag_failures", "flag_inactivity", "done_after_flag")
+COUNTERS = (
+    "started", "completed", "flag_time", "flag_failures", "flag_inactivity", "done_after_flag",
+    "flagged_emailed", "flagged_holdout", "done_after_flag_emailed", "done_after_flag_holdout",
+)  # fmt: skip
+
+
+def _arm(timer: Timer) -> str | None:
+    """Which side of the rule's holdout a flagged run's user is on; None when the rule emails nobody."""
+    rule = timer.rule
+    if rule is None or "user" not in rule.notify:
+        return None
+    return "holdout" if in_holdout(timer.key.user_id, rule.holdout_percent) else "emailed"
 
 
 @dataclass
@@ -93,10 +107,15 @@ class Fold:
                 if was is TimerState.FLAGGED:
                     s.add("done_after_flag")
                     s.after_flag_seconds += new_t.completed_after_flag_seconds or 0.0
+                    if arm := _arm(new_t):
+                        s.add(f"done_after_flag_{arm}")
 
     def _flagged(self, timer: Timer, reason: FlagReason) -> None:
+        arm = _arm(timer)
         for s in self.task(timer):
             s.add(f"flag_{reason.value}")
+            if arm:
+                s.add(f"flagged_{arm}")
         if timer.user.account_id:
             self.account_flags[timer.user.account_id] = self.account_flags.get(timer.user.account_id, 0) + 1
 
