@@ -1,162 +1,340 @@
-"""`redflag demo`: synthetic product traffic through the whole pipeline, on moto, on a simulated clock.
+"""`redflag demo`: two simulated weeks of a product, through the whole pipeline on moto.
 
-Users start the seed tasks (rules/*.yaml); most finish within the expected time, a share struggle
-and never do. Every simulated minute the events due are posted to the API handler, the sweeper
-runs and the stream is delivered to the alerts handler, exactly as the deployed stack would.
+The seed rules (rules/*.yaml) and the template's defaults; the real handlers; a clock that jumps.
+What it shows, in order:
+
+1. **Learning what usual is**: users create landing pages; the first ones are armed with the rule's
+   fallback threshold, then, once 20 completions were learned from the stream, with twice the median.
+   A power user gets their segment's longer threshold. One user in five is held out of the email.
+2. **Failing, not slow**: the third failed try at an email template is a red flag at once.
+3. **Too many at once**: one user trips three red flags in an hour (CS gets one critical escalation)
+   and a fourth, whose email the per-user cap holds back (CS still hears).
+4. **Quiet hours**: a user in Tokyo struggles at 22:05 her time; CS hears at once, her email waits
+   for 08:00 Tokyo time.
+5. **Gone quiet**: daily practisers; one stops, and three days later that is a red flag.
+6. **An account fading**: its weekly active users fall by 70 %; the Monday check tells CS.
+7. **The report**: where users struggle, and whether the email helped (emailed vs held out).
 """
 
 from __future__ import annotations
 
+import html
 import random
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from redflag.rules import Rule
+from redflag_local import report as report_mod
 from redflag_local.rules_files import as_parameters, load_rules
 from redflag_local.stack import LocalStack
 
-FIRST = [
-    "Ada",
-    "Grace",
-    "Alan",
-    "Katherine",
-    "Linus",
-    "Margaret",
-    "Dennis",
-    "Barbara",
-    "Ken",
-    "Frances",
-    "Tim",
-    "Radia",
-]
-LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson", "Allen"]
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-TICK = 60  # the sweeper's default schedule: rate(1 minute)
+MONDAY = datetime(2027, 1, 25, tzinfo=UTC)  # a Monday
+FIRST = ["Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Tim"]
+LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson"]
 
 
-@dataclass(frozen=True)
-class Visit:
-    user_id: str
-    name: str
-    email: str | None
-    task: str
-    start: int  # seconds after the demo begins
-    finish: int | None  # None: never finishes (struggles)
+@dataclass
+class Story:
+    """What the demo saw happen, for the summary and for tests."""
 
-    def events(self, t0: float) -> list[tuple[int, dict]]:
-        user = {"name": self.name, "segment": "trial"} | ({"email": self.email} if self.email else {})
-        base = {"task": self.task, "user_id": self.user_id, "user": user}
-        out = [(self.start, base | {"type": "task_started", "event_id": f"{self.user_id}-s"})]
-        if self.finish is not None:
-            out.append((self.finish, base | {"type": "task_completed", "event_id": f"{self.user_id}-c"}))
-        for at, event in out:
-            event["occurred_at"] = datetime.fromtimestamp(t0 + at, UTC).isoformat()
-        return out
-
-
-def plan_visits(rules: dict[str, Rule], users: int, seed: int, struggle_share: float = 0.25) -> list[Visit]:
-    rng = random.Random(seed)
-    tasks = sorted(rules)
-    visits = []
-    for i in range(users):
-        task = rng.choice(tasks)
-        rule = rules[task]
-        expected = rule.expected_seconds or rule.threshold_seconds // 2
-        first, last = rng.choice(FIRST), rng.choice(LAST)
-        email = None if rng.random() < 0.1 else f"{first.lower()}.{last.lower()}{i}@example.com"
-        start = rng.randrange(0, 10 * 60)
-        finish = None if rng.random() < struggle_share else start + rng.randrange(expected // 2, expected + 1)
-        visits.append(Visit(f"user-{i:04d}", f"{first} {last}", email, task, start, finish))
-    return visits
+    fallback_threshold: int | None = None
+    learned_threshold: int | None = None
+    learned_at: str | None = None
+    power_user_threshold: int | None = None
+    failure_flag: bool = False
+    escalations: int = 0
+    capped: bool = False
+    deferred_until: str | None = None
+    deferred_sent: bool = False
+    inactivity_flag: bool = False
+    usage_drop: str | None = None
+    emails: int = 0
+    cs_alerts: int = 0
 
 
-def run(users: int = 24, seed: int = 7, speed: float = 600, show: int = 3, console: Console | None = None) -> dict:
+class Demo:
+    def __init__(self, stack: LocalStack, console: Console, speed: float) -> None:
+        self.stack = stack
+        self.console = console
+        self.speed = speed
+        self.story = Story()
+        self._emails = 0
+        self._cs = 0
+        self._seq = 0
+
+    # --- time, events, and what came out -----------------------------------------------------------
+
+    def at(self, when: datetime) -> None:
+        """Jump to ``when`` (the clock only moves forward)."""
+        gap = when.timestamp() - self.stack.clock()
+        if gap > 0:
+            self.stack.clock.advance(gap)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.stack.clock(), UTC)
+
+    def minutes(self, n: int, traffic: Any = None) -> None:
+        """Let ``n`` minutes pass as AWS would: a sweeper run a minute, the stream delivered, and the
+        product's events (``traffic(now)``) posted when they happen."""
+        end = self.stack.clock() + n * 60
+        while self.stack.clock() < end:
+            if traffic is not None:
+                traffic(self.stack.clock())
+            self.stack.sweep()
+            self.stack.deliver_stream()
+            self.news()
+            if self.speed > 0:
+                time.sleep(60 / self.speed)
+
+    def post(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        results = []
+        for i in range(0, len(events), 100):
+            status, body = self.stack.post_events({"events": list(events[i : i + 100])})
+            assert status == 202, body
+            results += body["results"]
+        self.stack.deliver_stream()
+        return results
+
+    def event(self, kind: str, task: str, user: str, minutes_ago: float = 0, **info: Any) -> dict[str, Any]:
+        self._seq += 1
+        stamp = datetime.fromtimestamp(self.stack.clock() - minutes_ago * 60, UTC).isoformat()
+        name = info.pop("name", None)
+        user_info = {"email": f"{user}@example.com"} | ({"name": name} if name else {}) | info
+        return {"type": kind, "task": task, "user_id": user, "occurred_at": stamp, "event_id": f"demo-{self._seq}",
+                "user": user_info}  # fmt: skip
+
+    def news(self) -> None:
+        """Print what went out since the last look: one line per email and CS alert."""
+        for email in self.stack.emails(since=self._emails):
+            self._emails += 1
+            user = email["message"]["X-RedFlag-Alert"].split("/")[0]
+            self.say(f"[green]email[/] to {escape(user)}: {escape(email['subject'])}")
+        for alert in self.stack.cs_alerts(since=self._cs):
+            self._cs += 1
+            m = alert["message"]
+            severity = alert["attributes"].get("severity", {}).get("Value", "")
+            tag = "[bold red]CS critical[/]" if severity == "critical" else "[yellow]CS[/]"
+            summary = html.unescape(str(m.get("summary", m.get("content", {}).get("description", ""))))
+            self.say(f"{tag} {escape(summary)}")  # CS messages are escaped for chat; shown here as text
+
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{self.now():%a %H:%M} UTC[/]  {text}", highlight=False)
+
+    def scene(self, title: str) -> None:
+        self.console.rule(f"[bold]{title}[/]")
+
+    def item(self, user: str, sk: str) -> dict[str, Any] | None:
+        return self.stack.get_item(user, sk)
+
+    # --- the scenes --------------------------------------------------------------------------------
+
+    def learning(self, users: int, rng: random.Random) -> None:
+        self.scene("1. Learning what usual is (create_landing_page: 2 x the median after 20 completions)")
+        self.at(MONDAY + timedelta(hours=9))
+        start = self.stack.clock()
+        plan = []
+        for i in range(users):
+            user = f"p{i:03d}"
+            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+            begins = start + rng.uniform(0, 50 * 60)
+            struggles = rng.random() < 0.2
+            takes = rng.lognormvariate(5.8, 0.35)  # median ~5.5 minutes
+            late = struggles and rng.random() < 0.5  # some strugglers get there after the alert
+            finish = begins + (takes * 6 if late else takes) if not struggles or late else None
+            plan.append((user, name, begins, finish))
+        plan.append(("grace-power", "Grace Hopper", start + 30 * 60, None))  # a power user who struggles
+        posted: set[tuple[str, str]] = set()
+
+        def traffic(now: float) -> None:
+            due = []
+            for user, name, begins, finish in plan:
+                info = {"name": name} | ({"segment": "power_user"} if user == "grace-power" else {})
+                if begins <= now and (user, "s") not in posted:
+                    posted.add((user, "s"))
+                    due.append(self.event("task_started", "create_landing_page", user, (now - begins) / 60, **info))
+                if finish is not None and finish <= now and (user, "c") not in posted:
+                    posted.add((user, "c"))
+                    due.append(self.event("task_completed", "create_landing_page", user, (now - finish) / 60))
+            if due:
+                self.post(*due)
+                self._note_thresholds(plan, posted)
+
+        self.minutes(95, traffic)
+        grace = self.item("grace-power", "task#create_landing_page#default")
+        if grace:
+            self.story.power_user_threshold = int(grace["threshold_seconds"])
+            self.say(f"Grace is a power_user: her segment's threshold, {grace['threshold_seconds'] / 60:g} minutes")
+
+    def _note_thresholds(self, plan: list[tuple], posted: set) -> None:
+        for user, *_ in plan:
+            item = self.item(user, "task#create_landing_page#default") if (user, "s") in posted else None
+            if not item or user == "grace-power":
+                continue
+            basis, seconds = item.get("threshold_basis"), int(item.get("threshold_seconds", 0))
+            if basis == "fallback" and self.story.fallback_threshold is None:
+                self.story.fallback_threshold = seconds
+                self.say(f"first starts are armed with the fallback threshold: {seconds / 60:g} minutes")
+            if basis == "learned" and self.story.learned_threshold is None:
+                self.story.learned_threshold, self.story.learned_at = seconds, f"{self.now():%a %H:%M}"
+                usual = float(item.get("usual_seconds", 0)) / 60
+                self.say(
+                    f"[bold]learned threshold takes over[/]: {seconds / 60:.1f} minutes, 2 x the median of the "
+                    f"first 20+ completions ({usual:.1f} minutes), instead of the fallback"
+                )
+
+    def failing(self) -> None:
+        self.scene("2. Failing, not slow (create_email_template: the 3rd failure of a run)")
+        alan = {"name": "Alan Turing", "account_id": "acme"}
+        self.post(self.event("task_started", "create_email_template", "alan", **alan))
+        for attempt in range(1, 4):
+            self.stack.clock.advance(60)
+            result = self.post(self.event("task_failed", "create_email_template", "alan", **alan))[0]
+            self.say(f"Alan's try #{attempt} failed: {result['status']}")
+            self.story.failure_flag |= result["status"] == "flagged"
+        self.news()
+
+    def too_many(self) -> None:
+        self.scene("3. Too many at once: escalation after 3 red flags, then the per-user email cap")
+        alan = {"name": "Alan Turing", "account_id": "acme"}
+        self.post(
+            self.event("task_started", "create_landing_page", "alan", **alan),
+            self.event("task_started", "create_email_template", "alan", instance_id="second", **alan),
+            self.event("task_started", "setup_lead_nurturing_campaign", "alan", **alan),
+        )
+        before = self._cs
+        self.minutes(32)
+        critical = [a for a in self.stack.cs_alerts(since=before) if a["message"].get("reason") == "escalation"]
+        self.story.escalations = len(critical)
+        emails_to_alan = [e for e in self.stack.emails() if e["message"]["X-RedFlag-Alert"].startswith("alan/")]
+        flags_of_alan = [a for a in self.stack.cs_alerts() if a["message"].get("user_id") == "alan"]
+        self.story.capped = len(flags_of_alan) > len(emails_to_alan)
+        self.say(
+            f"Alan: {len(flags_of_alan)} red flags, {len(emails_to_alan)} emails (the cap is 3 a day), "
+            f"{len(critical)} escalation(s) to CS"
+        )
+
+    def quiet_hours(self) -> None:
+        self.scene("4. Quiet hours: 22:00-08:00 in the user's time zone")
+        tokyo = ZoneInfo("Asia/Tokyo")
+        self.at(datetime(2027, 1, 25, 21, 50, tzinfo=tokyo))
+        self.post(self.event("task_started", "create_email_template", "keiko", name="Keiko", timezone="Asia/Tokyo"))
+        self.minutes(12)
+        kept = [i for i in self.stack.items() if i["pk"] == "keiko" and i["sk"].startswith("deferred#")]
+        if kept:
+            until = datetime.fromtimestamp(float(kept[0]["due_at"]), tokyo)
+            self.story.deferred_until = f"{until:%H:%M} Tokyo"
+            self.say(f"Keiko's email is deferred until {until:%a %H:%M} Tokyo time; CS was told at once")
+        self.at(datetime(2027, 1, 26, 7, 59, tzinfo=tokyo))
+        sent_before = self._emails
+        self.minutes(2)
+        self.story.deferred_sent = any(
+            e["message"]["X-RedFlag-Alert"].startswith("keiko/") for e in self.stack.emails(since=sent_before)
+        )
+
+    def gone_quiet(self) -> None:
+        self.scene("5. Gone quiet (daily_practice: 3 days without activity)")
+        practisers = [f"d{i}" for i in range(6)] + ["linus"]
+        for day in range(1, 6):  # Tuesday to Saturday
+            self.at(MONDAY + timedelta(days=day, hours=10))
+            active = [u for u in practisers if not (u == "linus" and day >= 3)]
+            self.post(*(self.event("user_active", "daily_practice", u, account_id="acme") for u in active))
+            self.say(f"{len(active)} practised today" + (" (not Linus)" if "linus" not in active else ""))
+        before = self._cs
+        self.at(MONDAY + timedelta(days=5, hours=9, minutes=59))
+        self.minutes(3)
+        self.stack.tick(3600)
+        self.news()
+        self.story.inactivity_flag = any(
+            a["message"].get("reason") == "inactivity" for a in self.stack.cs_alerts(since=before)
+        )
+
+    def fading_account(self) -> None:
+        self.scene("6. An account fading (weekly_usage: weekly actives -50 % or more)")
+        week1 = [f"acme-{i}" for i in range(10)]
+        globex = [f"globex-{i}" for i in range(6)]
+        self.at(MONDAY + timedelta(days=5, hours=11, minutes=30))
+        self.post(*(self.event("user_active", "app", u, account_id=a) for u, a in
+                    [(u, "acme") for u in week1] + [(u, "globex") for u in globex]))  # fmt: skip
+        self.say("week 1: acme has 10 active users (and its practisers), globex 6")
+        self.at(MONDAY + timedelta(days=8, hours=11))
+        self.post(*(self.event("user_active", "app", u, account_id=a) for u, a in
+                    [(u, "acme") for u in week1[:3]] + [(u, "globex") for u in globex]))  # fmt: skip
+        self.say("week 2: acme has 3, globex still 6")
+        self.stack.flush_windows()
+        self.at(MONDAY + timedelta(days=14, minutes=15))
+        weekly = self.stack.template.function_for("weekly_usage_to_flags")
+        checked = self.stack.invoke(weekly, {})
+        self.stack.deliver_stream()
+        self.say(f"Monday check of {checked['week']}: {checked['accounts']} accounts, {checked['flagged']} flagged")
+        drop = [a for a in self.stack.cs_alerts(since=self._cs) if a["message"].get("reason") == "usage_drop"]
+        self.news()
+        if drop:
+            self.story.usage_drop = drop[0]["message"]["account_id"]
+
+
+def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console: Console | None = None) -> dict:
     console = console or Console()
     rules, problems = load_rules()
     if problems:
         raise SystemExit("\n".join(map(str, problems)))
-    visits = plan_visits(rules, users, seed)
-    with LocalStack(env_overrides=QUIET) as stack:
-        stack.put_rules(as_parameters(rules))
-        t0 = stack.clock()
-        timeline = sorted((at, e) for v in visits for at, e in v.events(t0))
-        horizon = max(v.start for v in visits) + max(r.threshold_seconds for r in rules.values()) + 2 * TICK
+    rng = random.Random(seed)
+    clock_start = (MONDAY + timedelta(hours=8)).timestamp()
+    with LocalStack(clock_start=clock_start, env_overrides=QUIET) as stack:
+        stack.put_rules(as_parameters(rules))  # type: ignore[arg-type]
         console.print(
-            f"[bold]Red Flag demo[/]: {users} users, {len(rules)} tasks, seed {seed}, "
-            f"{horizon // 60} simulated minutes on moto (template.yaml deployed with CloudFormation)"
+            f"[bold]Red Flag demo[/]: two simulated weeks on moto (template.yaml deployed with CloudFormation), "
+            f"{len(rules)} seed rules, {users} landing-page users, seed {seed}"
         )
-        progress = Progress(
-            TextColumn("[progress.description]{task.description}"), BarColumn(), TextColumn("{task.fields[clock]}"),
-            TimeElapsedColumn(), console=console,
-        )  # fmt: skip
-        with progress:
-            bar = progress.add_task("simulated time", total=horizon, clock="t+0:00")
-            posted = -1.0
-
-            def product_traffic() -> None:  # events are posted when they happen, also mid-sweep
-                nonlocal posted
-                elapsed = stack.clock() - t0
-                due = [e for at, e in timeline if posted < at <= elapsed]
-                posted = elapsed
-                for i in range(0, len(due), 100):
-                    stack.post_events({"events": due[i : i + 100]})
-                stack.deliver_stream()
-                progress.update(
-                    bar, completed=min(elapsed, horizon), clock=f"t+{int(elapsed) // 60}:{int(elapsed) % 60:02d}"
-                )
-                if speed > 0:
-                    time.sleep(TICK / 3 / speed)
-
-            def between_passes(wake: float) -> None:
-                stack.deliver_stream()  # what the pass just flagged: the stream delivers in ~1 s
-                stack.clock.advance(wake - stack.clock())
-                product_traffic()
-
-            stack.clock.on_sleep.append(between_passes)
-            for minute in range(0, horizon, TICK):  # the sweeper's schedule: rate(1 minute)
-                stack.clock.advance(t0 + minute - stack.clock())
-                product_traffic()
-                stack.sweep()
-                product_traffic()
+        demo = Demo(stack, console, speed)
+        demo.learning(users, rng)
+        demo.failing()
+        demo.too_many()
+        demo.quiet_hours()
+        demo.gone_quiet()
+        demo.fading_account()
         emails, cs = stack.emails(), stack.cs_alerts()
-        _show(console, emails, cs, visits, rules, show)
-        return {"emails": len(emails), "cs_alerts": len(cs), "visits": len(visits)}
+        demo.story.emails, demo.story.cs_alerts = len(emails), len(cs)
+        console.rule("[bold]A few of the emails[/]")
+        for email in _pick(emails, show):
+            console.print(Panel(escape(email["text"]), title=escape(f"To: {email['to']}"),
+                                subtitle=escape(email["subject"]), expand=False))  # fmt: skip
+        console.rule("[bold]7. The report: where users struggle, and did the email help?[/]")
+        end_of_week_2 = (MONDAY + timedelta(days=13, hours=23)).timestamp()
+        report = report_mod.from_stack(stack, end_of_week_2)
+        report_mod.render(report, "table", console)
+        _helped(console, report)
+        console.print(
+            f"{len(emails)} emails, {len(cs)} CS alerts. Try: .venv/bin/redflag serve, then "
+            ".venv/bin/redflag report --plot report.png"
+        )
+        return demo.story.__dict__ | {"report": report}
 
 
-def _show(console: Console, emails: list, cs: list, visits: list[Visit], rules: dict[str, Rule], show: int) -> None:
-    console.rule(f"[bold]Emails to users[/] ({len(emails)})")
-    for email in emails[:show]:
-        console.print(Panel(email["text"], title=f"To: {email['to']}", subtitle=email["subject"], expand=False))
-    if len(emails) > show:
-        console.print(f"… and {len(emails) - show} more (--show N to see them)")
-    console.rule(f"[bold]Alerts to customer success[/] (SNS, {len(cs)})")
-    table = Table("user", "name", "task", "open for", "red flag at", "severity")
-    for alert in cs:
-        m = alert["message"]
-        table.add_row(
-            m["user_id"], m["user"].get("name", ""), m["label"], f"{m['elapsed_seconds'] / 60:.1f} min",
-            f"{m['threshold_seconds'] // 60} min", m["severity"],
-        )  # fmt: skip
-    console.print(table)
-    console.rule("[bold]Summary[/]")
-    flagged = Counter(a["message"]["task"] for a in cs)
-    summary = Table("task", "red flag at", "started", "completed", "flagged", "emails")
-    by_task_email = Counter()
-    email_to_task = {v.email: v.task for v in visits if v.email}
+def _pick(emails: list[dict], n: int) -> list[dict]:
+    """One email of each kind first (they differ in what they say), then the rest."""
+    seen: Counter[str] = Counter()
+    first = []
     for email in emails:
-        address = email["message"]["To"].addresses[0].addr_spec
-        by_task_email[email_to_task.get(address, "?")] += 1
-    for task, rule in sorted(rules.items()):
-        mine = [v for v in visits if v.task == task]
-        summary.add_row(
-            task, f"{rule.threshold_seconds // 60} min", str(len(mine)),
-            str(sum(v.finish is not None for v in mine)), str(flagged[task]), str(by_task_email[task]),
-        )  # fmt: skip
-    console.print(summary)
+        if seen[email["subject"].split(" ")[0]] == 0:
+            first.append(email)
+        seen[email["subject"].split(" ")[0]] += 1
+    return first[:n]
+
+
+def _helped(console: Console, report: report_mod.Report) -> None:
+    for row in report.tasks:
+        if row.segment == "all" and (row.flagged_emailed or row.flagged_holdout):
+            emailed, held = row.rate_emailed, row.rate_holdout
+            console.print(
+                f"{row.label}: of the flagged users emailed, {row.done_after_flag_emailed}/{row.flagged_emailed} "
+                f"finished afterwards ({'' if emailed is None else f'{100 * emailed:.0f}%'}); of those held out, "
+                f"{row.done_after_flag_holdout}/{row.flagged_holdout} ({'' if held is None else f'{100 * held:.0f}%'})"
+            )

@@ -143,21 +143,39 @@ def list_rules(rules_dir: RulesDir = RULES_DIR) -> None:
     rules, problems = load_rules(rules_dir)
     with_segments = any(r.segments is not None for r in rules.values())
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
-    for column in ("task", "threshold", "expected", "notify", "severity"):
+    for column in ("task", "kind", "threshold", "expected", "notify", "severity"):
         table.add_column(column, no_wrap=True)
     if with_segments:
         table.add_column("segments")
     table.add_column("label")
     for task, r in sorted(rules.items()):
-        row = [task, f"{r.threshold_seconds} s", f"{r.expected_seconds} s" if r.expected_seconds else ""]
+        row = [task, r.kind, _threshold(r), f"{r.expected_seconds} s" if r.expected_seconds else ""]
         row += [",".join(r.notify), r.severity]
         if with_segments:
-            row.append(", ".join(r.segments) if r.segments is not None else "(all)")
+            row.append(_segments(r))
         table.add_row(*(escape(cell) for cell in [*row, r.label]))
     Console().print(table)
     if problems:
         _print_problems(problems)
         raise typer.Exit(1)
+
+
+def _threshold(rule: Rule) -> str:
+    if rule.kind == "usage_drop":
+        return f"weekly actives -{rule.drop_percent:g}%"
+    if rule.threshold is not None:
+        t = rule.threshold
+        learned = f"{t.factor:g} x {t.relative_to} ({t.fallback_seconds} s until {t.min_samples})"
+        return learned + (f", {rule.max_failures} failures" if rule.max_failures else "")
+    return f"{rule.threshold_seconds} s" + (f", {rule.max_failures} failures" if rule.max_failures else "")
+
+
+def _segments(rule: Rule) -> str:
+    if rule.segments is None:
+        return "(all)"
+    if isinstance(rule.segments, list):
+        return "only " + ", ".join(rule.segments)
+    return "; ".join(f"{s}: {o.threshold_seconds or '-'} s" for s, o in rule.segments.items())
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ items, marked with the service identity on the stream), the stream's event sourc
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import random
@@ -324,7 +326,12 @@ class LocalStack:
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         context = LambdaContext(self.physical[function], self.clock, self.template.function_timeout(function))
         with _environ(self.function_env[function] | self.env_overrides):
-            return self.handlers[function].lambda_handler(event, context)
+            if os.environ.get("POWERTOOLS_METRICS_DISABLED") != "true":
+                return self.handlers[function].lambda_handler(event, context)
+            # Powertools still prints its metrics buffer (EMF) every 100 values when metrics are
+            # disabled: keep that off the local console (logs go to their own stream, unaffected)
+            with contextlib.redirect_stdout(io.StringIO()):
+                return self.handlers[function].lambda_handler(event, context)
 
     # --- rules -----------------------------------------------------------------------------
 
