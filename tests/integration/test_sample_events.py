@@ -44,6 +44,10 @@ def expectation(stack, sample):
         "timers_to_alerts/user_deleted_open_timer.json": lambda out: alerts == (0, 0),
         "timers_to_stats/window_final_completion.json": lambda out: out == {} and stats(stack) == (1, 1),
         "weekly_usage_to_flags/scheduled.json": lambda out: out["flagged"] == 0,
+        "users_api/get_unsubscribe.json": lambda out: out["statusCode"] == 403,  # the sample's token is a placeholder
+        "users_api/post_unsubscribe.json": lambda out: out["statusCode"] == 403,
+        "users_api/put_subscription.json": lambda out: out["statusCode"] == 200,
+        "users_api/delete_user.json": lambda out: out["statusCode"] == 200,
     }[sample]
 
 

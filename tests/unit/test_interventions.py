@@ -89,6 +89,9 @@ def test_a_token_verifies_and_a_forged_altered_or_expired_one_does_not():
         unsubscribe.verify(SECRET, f"{body[:-2]}AA.{mac}", T0)
     with pytest.raises(unsubscribe.InvalidToken, match="forged"):
         unsubscribe.verify(b"another secret", token, T0)
+    last = "A" if mac[-1] != "A" else "B"  # the signature's last character carries spare bits
+    with pytest.raises(unsubscribe.InvalidToken, match="forged"):
+        unsubscribe.verify(SECRET, f"{body}.{mac[:-1]}{last}", T0)
     with pytest.raises(unsubscribe.InvalidToken, match="expired"):
         unsubscribe.verify(SECRET, token, T0 + 3601)
     with pytest.raises(unsubscribe.InvalidToken, match="malformed"):

@@ -109,3 +109,12 @@ class UsageSettings(_Base):
     rules_path: RulesPath
     rules_cache_seconds: int = Field(default=60, ge=0)
     completed_retention_days: int = Field(default=30, ge=1)
+
+
+class UsersSettings(_Base):
+    """users_api: one-click unsubscribe, subscription changes and erasure of a user."""
+
+    table_name: Name = Field(description="the user's records and the opt-out markers")
+    stats_table_name: Name = Field(description="the user's member markers, per account")
+    unsubscribe_secret_arn: Name = Field(description="verifies unsubscribe tokens and keys the opt-out markers")
+    secrets_cache_seconds: int = Field(default=300, ge=0)

@@ -133,10 +133,17 @@ class DynamoTimerStore:
     def delete_keys(self, keys: list[dict[str, str]]) -> int:
         """Delete items by key, 25 a BatchWriteItem (unprocessed ones asked again)."""
         pending = [{"DeleteRequest": {"Key": _av(k)}} for k in keys]
+        backoffs = 0
         while pending:
             batch, pending = pending[:25], pending[25:]
             out = self._call("batch_write_item", RequestItems={self._table: batch})
-            pending = out.get("UnprocessedItems", {}).get(self._table, []) + pending
+            unprocessed = out.get("UnprocessedItems", {}).get(self._table, [])
+            if unprocessed:
+                backoffs += 1
+                if backoffs > 5:
+                    raise StoreUnavailable("UnprocessedItems")
+                time.sleep(min(0.05 * 2**backoffs, 1.0))
+                pending = unprocessed + pending
         return len(keys)
 
     def query_partition(self, pk: str) -> list[dict[str, Any]]:

@@ -13,12 +13,14 @@ from redflag.adapters.people import DynamoPeople
 from redflag.adapters.secrets import Secret, suppression_keys, unsubscribe_links
 from redflag.adapters.ssm_rules import SsmRuleSource
 from redflag.adapters.stats import DynamoStats
+from redflag.adapters.users import DynamoMembers, DynamoSuppressions
 from redflag.alerting import AlertingService, Interventions
 from redflag.ingest import IngestService
 from redflag.interventions import QuietHours
-from redflag.settings import AlertSettings, IngestSettings, StatsSettings, SweepSettings, UsageSettings
+from redflag.settings import AlertSettings, IngestSettings, StatsSettings, SweepSettings, UsageSettings, UsersSettings
 from redflag.sweeping import SweepPlan, SweepService
 from redflag.usage import UsageDropService
+from redflag.users import UsersService
 
 
 def _policy(retention_days: int) -> timers.Policy:
@@ -98,3 +100,11 @@ def usage_service(s: UsageSettings | None = None) -> UsageDropService:
     return UsageDropService(
         rules, DynamoStats(s.stats_table_name), flags, clock.SYSTEM.now, s.completed_retention_days * 86400
     )
+
+
+def users_service(s: UsersSettings | None = None) -> UsersService:
+    s = s or UsersSettings()  # type: ignore[call-arg]
+    secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
+    store = DynamoTimerStore(s.table_name, shards=1)  # partitions and plain items only: no due index
+    members = DynamoMembers(DynamoTimerStore(s.stats_table_name, shards=1))
+    return UsersService(store, DynamoSuppressions(store), members, secret, clock.SYSTEM.now)
