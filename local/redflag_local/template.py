@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +144,16 @@ def _without_api_references(node: Any) -> Any:
     return node
 
 
+@lru_cache(maxsize=8)
+def _parsed(path: Path, mtime_ns: int) -> dict[str, Any]:
+    return yaml_parse(path.read_text())
+
+
 class Template:
     def __init__(self, path: Path = TEMPLATE) -> None:
         self.path = path
-        self.sam: dict[str, Any] = yaml_parse(path.read_text())
+        # parsed once per version of the file (PyYAML is slow on it); each Template gets its own copy
+        self.sam: dict[str, Any] = copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
 
     def resources(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.sam["Resources"].items() if v["Type"] == type_}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities import parameters
 
+from redflag.adapters import aws
 from redflag.observability import logger, metrics
 from redflag.rules import RuleBook, parse_rules
 
@@ -12,7 +13,7 @@ class SsmRuleSource:
     def __init__(self, path: str, max_age_seconds: int, provider: parameters.SSMProvider | None = None) -> None:
         self._path = path.rstrip("/")
         self._max_age = max_age_seconds
-        self._provider = provider or parameters.SSMProvider()
+        self._provider = provider or parameters.SSMProvider(boto3_client=aws.client("ssm"))
         self._raw: dict | None = None
         self._book = RuleBook()
 
