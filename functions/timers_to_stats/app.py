@@ -16,6 +16,7 @@ from redflag import clock
 from redflag.adapters.items import record_of
 from redflag.adapters.wiring import stats_store
 from redflag.observability import logger, metrics, tracer
+from redflag.baselines import ALL
 from redflag.stats import Fold
 
 store = stats_store()
@@ -60,5 +61,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     start = window.window.start if window.window else ""
     store.persist(fold, f"{window.shardId}#{start}", clock.SYSTEM.now())
     metrics.add_metric(name="StatsWindowsWritten", unit="Count", value=1)
+    after_flag = sum(s.counts.get("done_after_flag", 0) for (_, seg), s in fold.tasks.items() if seg == ALL)
+    metrics.add_metric(name="CompletedAfterFlag", unit="Count", value=after_flag)
     logger.info("window written", extra={"tasks": len(fold.tasks), "active": len(fold.active)})
     return {}
