@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict
 from redflag import clock
 from redflag.adapters.items import record_of
 from redflag.adapters.wiring import stats_store
-from redflag.observability import logger, metrics, tracer
 from redflag.baselines import ALL
+from redflag.observability import logger, metrics, tracer
 from redflag.stats import Fold
 
 store = stats_store()

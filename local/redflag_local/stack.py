@@ -30,8 +30,8 @@ import botocore.endpoint
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
-from moto.core import DEFAULT_ACCOUNT_ID
 from moto.cloudformation.models import Stack as MotoStack
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 from moto.events.models import EventPattern
 
