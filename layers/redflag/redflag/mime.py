@@ -22,8 +22,6 @@ from email.utils import formatdate, make_msgid
 from functools import lru_cache
 from urllib.parse import quote
 
-from email_validator import EmailNotValidError, validate_email
-
 # compat32 headers are written as given (our encoded words), CRLF line ends as SMTP wants
 SMTP = email_policy.compat32.clone(linesep="\r\n", max_line_length=78)
 
@@ -49,6 +47,9 @@ def checked_address(value: str) -> str:
     then, unless it is made of letters, digits and ``._+-`` only, the address must survive our own
     To header and come back, parsed, as exactly one address equal to itself.
     """
+    # imported here: a function that never checks an address (the sweeper, the stats) never loads it
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         info = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:

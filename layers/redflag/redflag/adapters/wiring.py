@@ -3,24 +3,21 @@ adapters meet the domain; handlers call one of these at cold start."""
 
 from __future__ import annotations
 
-from redflag import clock, ingest, timers
+from typing import TYPE_CHECKING
+
+from redflag import clock, timers
 from redflag.adapters import aws
-from redflag.adapters.delivery import AwsDelivery, IdempotentSender
-from redflag.adapters.dynamodb import DynamoTimerStore
-from redflag.adapters.fanout import LambdaDispatcher
-from redflag.adapters.http import WebhookPoster
-from redflag.adapters.people import DynamoPeople
-from redflag.adapters.secrets import Secret, suppression_keys, unsubscribe_links
-from redflag.adapters.ssm_rules import SsmRuleSource
-from redflag.adapters.stats import DynamoStats
-from redflag.adapters.users import DynamoMembers, DynamoSuppressions
-from redflag.alerting import AlertingService, Interventions
-from redflag.ingest import IngestService
-from redflag.interventions import QuietHours
 from redflag.settings import AlertSettings, IngestSettings, StatsSettings, SweepSettings, UsageSettings, UsersSettings
-from redflag.sweeping import SweepPlan, SweepService
-from redflag.usage import UsageDropService
-from redflag.users import UsersService
+
+if TYPE_CHECKING:  # each builder imports what it uses: a function loads only its own adapters
+    from redflag.adapters.delivery import IdempotentSender
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.stats import DynamoStats
+    from redflag.alerting import AlertingService
+    from redflag.ingest import IngestService
+    from redflag.sweeping import SweepService
+    from redflag.usage import UsageDropService
+    from redflag.users import UsersService
 
 
 def _policy(retention_days: int) -> timers.Policy:
@@ -28,6 +25,12 @@ def _policy(retention_days: int) -> timers.Policy:
 
 
 def ingest_service(s: IngestSettings | None = None) -> IngestService:
+    from redflag import ingest
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.ssm_rules import SsmRuleSource
+    from redflag.adapters.stats import DynamoStats
+    from redflag.ingest import IngestService
+
     s = s or IngestSettings()  # type: ignore[call-arg]
     limits = ingest.Limits(
         max_future_skew_seconds=s.max_future_skew_seconds,
@@ -41,6 +44,14 @@ def ingest_service(s: IngestSettings | None = None) -> IngestService:
 
 
 def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender, DynamoTimerStore]:
+    from redflag.adapters.delivery import AwsDelivery, IdempotentSender
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.http import WebhookPoster
+    from redflag.adapters.people import DynamoPeople
+    from redflag.adapters.secrets import Secret, suppression_keys, unsubscribe_links
+    from redflag.alerting import AlertingService, Interventions
+    from redflag.interventions import QuietHours
+
     s = s or AlertSettings()  # type: ignore[call-arg]
     unsubscribe_secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     webhook_secret = Secret(s.webhook_secret_arn, s.secrets_cache_seconds)
@@ -72,6 +83,10 @@ def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, I
 
 
 def sweep_service(s: SweepSettings | None = None) -> SweepService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.fanout import LambdaDispatcher
+    from redflag.sweeping import SweepPlan, SweepService
+
     s = s or SweepSettings()  # type: ignore[call-arg]
     plan = SweepPlan(
         shards=s.due_shards,
@@ -89,11 +104,18 @@ def sweep_service(s: SweepSettings | None = None) -> SweepService:
 
 
 def stats_store(s: StatsSettings | None = None) -> DynamoStats:
+    from redflag.adapters.stats import DynamoStats
+
     s = s or StatsSettings()  # type: ignore[call-arg]
     return DynamoStats(s.stats_table_name)
 
 
 def usage_service(s: UsageSettings | None = None) -> UsageDropService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.ssm_rules import SsmRuleSource
+    from redflag.adapters.stats import DynamoStats
+    from redflag.usage import UsageDropService
+
     s = s or UsageSettings()  # type: ignore[call-arg]
     rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
     flags = DynamoTimerStore(s.table_name, shards=1)
@@ -103,6 +125,11 @@ def usage_service(s: UsageSettings | None = None) -> UsageDropService:
 
 
 def users_service(s: UsersSettings | None = None) -> UsersService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.secrets import Secret
+    from redflag.adapters.users import DynamoMembers, DynamoSuppressions
+    from redflag.users import UsersService
+
     s = s or UsersSettings()  # type: ignore[call-arg]
     secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     store = DynamoTimerStore(s.table_name, shards=1)  # partitions and plain items only: no due index
