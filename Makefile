@@ -12,13 +12,14 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo serve test install lint security checkov bandit unit integration openapi build validate deploy bench clean
+.PHONY: help demo serve test install lint security checkov bandit unit integration openapi build validate deploy bench soak clean
 
 help:
 	@echo "make demo   - run the whole pipeline locally on moto (simulated clock)"
 	@echo "make test   - lint (ruff, cfn-lint), security (checkov, bandit), OpenAPI drift check and every pytest"
 	@echo "make serve  - local HTTP API on 127.0.0.1:3000 with real-time alerts into ./outbox"
 	@echo "make bench  - alert lateness: sweeper vs TTL-only"
+	@echo "make soak   - the slow suites at full size (fault run 10,000 tasks, fuzz 10,000, property 1,000; 20-40 min) -> docs/soak.md"
 	@echo "make build  - sam validate --lint && sam build (python3.13, arm64)"
 	@echo "make deploy - sam deploy --guided"
 
@@ -76,6 +77,10 @@ openapi: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m redflag_local.bench
+
+# one suite after the other (each prints as it goes); figures, pass/fail and any failure in docs/soak.md
+soak: $(BIN)/.installed
+	$(BIN)/python -m redflag_local.soak --out docs/soak.md
 
 $(SAM): 
 	$(PYTHON) -m venv $(SAM_VENV)

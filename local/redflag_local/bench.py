@@ -1,288 +1,426 @@
-"""`python -m redflag_local.bench`: how late is a red flag? Sweeper + TTL backstop vs TTL only.
+"""`python -m redflag_local.bench` (`make bench`): what Red Flag costs and how fast it is, measured on
+the real handlers deployed into moto, offline. Prints a table of the issue's goals and writes
+docs/benchmarks.md (machine, date, commit).
 
-Both runs deploy template.yaml into moto (``LocalStack``) and drive the real handlers on a
-simulated clock: product events go through the API handler in batches of up to 100, the sweeper
-handler runs every simulated minute, DynamoDB TTL deletes each expired item on its own lateness,
-and stream records reach the alerts handler after a modelled delivery delay. Lateness is the
-simulated time the alerts handler sent a CS alert minus the timer's due time (the ``due_at`` in
-the alert). The clock jumps straight from one thing that happens to the next. See docs/bench.md.
+Sections (``--sections``, all by default):
+
+- ``lateness``: alert lateness, look-ahead sweeper vs passes vs TTL only (``bench_lateness``);
+- ``model``: AWS calls per event type and per alert channel, write units from real item sizes, and
+  the latency model at 5 ms per call: a 100-event request, the ingest CPU against a bare put_item
+  loop, the sweeper's flags per second, an alert burst (``bench_model``);
+- ``cold``: cold start of each handler against ``import boto3`` + one client (``bench_cold``);
+- ``cost``: cost per million tracked tasks from the above and docs/prices.json (``bench_cost``).
+
+How each is modelled: docs/benchmarks.md (written by this command) and docs/bench.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import heapq
-import itertools
+import json
 import logging
 import math
 import os
-import random
+import platform
+import subprocess
 import sys
 import time
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from redflag.adapters import items
-from redflag.timers import TimerKey
-from redflag_local.stack import LocalStack
+from redflag_local import bench_cost, bench_lateness
+from redflag_local.template import ROOT
 
-SWEEP_EVERY = 60  # the template's default SweepSchedule: rate(1 minute); each run makes
-# SweepsPerMinute passes (default 3, every 20 s), waiting in between as the deployed function does
-THRESHOLDS = (2 * 60, 40 * 60)  # each bench rule's threshold_seconds: uniform, whole seconds
-RULES = 40  # tasks (one SSM rule each); every timer picks one at random
-START_WINDOW = 30 * 60  # starts are uniform over this window
-STRUGGLE = 0.5  # share of timers never completed; the others complete at 10-90% of the threshold
-TTL_LATENESS = (8 * 60, 30 * 60)  # TTL deletes an item uniformly 8-30 min after it expires
-# Stream write -> alerts handler running: the record reaching the stream and the event source
-# mapping's poll (4 polls/s per shard) ~0-1 s, plus MaximumBatchingWindowInSeconds = 1 (template).
-DELIVERY_DELAY = (1.0, 2.0)  # uniform, seconds, drawn per write (a sweep, or one TTL delete)
-PASS_EVERY = SWEEP_EVERY // 3  # SweepsPerMinute = 3 (the template's default)
-BATCH = 100  # events per POST /v1/events (the API maximum)
-GET_RECORDS_MAX = 1000  # records per DynamoDB Streams GetRecords call (moto's default too)
-QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
-
-POST, SWEEP, TTL, DELIVER = range(4)  # what happens first when several fall on the same instant
-
-
-@dataclass(frozen=True)
-class PlannedTimer:
-    user_id: str
-    task: str
-    start: int  # seconds after the run begins
-    threshold: int
-    finish: int | None  # None: never completed, so it must alert exactly once
-    ttl_lateness: float  # when TTL gets to this item, after it expires
-
-    @property
-    def due(self) -> int:
-        return self.start + self.threshold
-
-    @property
-    def key(self) -> TimerKey:
-        return TimerKey(user_id=self.user_id, task=self.task)
+SECTIONS = ("lateness", "model", "cold", "cost")
+DOC = ROOT / "docs" / "benchmarks.md"
+BURST = 5000  # red flags at once, drained by the alerts function
+SWEEP_GOAL = 100_000  # due timers flagged ...
+WITHIN = 60.0  # ... within this many seconds; and the burst drained within it too
 
 
 @dataclass
-class Result:
-    config: str
-    timers: int
-    expected: int  # timers never completed
-    alerts: int  # CS alerts sent
-    emails: int
-    duplicates: int  # alerts beyond the first per (user, task, instance), CS and email together
-    missing: int  # never-completed timers without a CS alert
-    unexpected: int  # CS alerts for timers that were completed
-    lateness: list[float] = field(default_factory=list)  # seconds, one per CS alert
-    wall_seconds: float = 0.0
+class Goal:
+    measure: str
+    goal: str
+    figure: str
+    met: bool | None  # None: not measured in this run
 
     @property
-    def ok(self) -> bool:
-        return self.alerts == self.emails == self.expected and not (self.duplicates or self.missing or self.unexpected)
-
-    def pct(self, q: float) -> float:
-        """Nearest-rank percentile (q in 0..1)."""
-        ordered = sorted(self.lateness)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT met", None: "not measured"}[self.met]
 
 
-def plan(timers: int, seed: int) -> tuple[dict[str, dict[str, Any]], list[PlannedTimer]]:
-    rng = random.Random(seed)
-    rules = {
-        f"bench_{i:02d}": {"label": f"bench task {i}", "threshold_seconds": rng.randint(*THRESHOLDS)}
-        for i in range(RULES)
-    }
-    planned = []
-    for i in range(timers):
-        task = rng.choice(sorted(rules))
-        threshold = rules[task]["threshold_seconds"]
-        start = rng.randrange(START_WINDOW)
-        finish = None if rng.random() < STRUGGLE else start + rng.randint(threshold // 10, threshold * 9 // 10)
-        planned.append(PlannedTimer(f"bench-{i:05d}", task, start, threshold, finish, rng.uniform(*TTL_LATENESS)))
-    return rules, planned
+@dataclass
+class Report:
+    started: float
+    quick: bool
+    lateness: list[bench_lateness.Result] = field(default_factory=list)
+    calls: Any = None
+    latency: Any = None
+    cold: Any = None
+    cost: list[bench_cost.Line] = field(default_factory=list)
+    red_flag: dict[str, float] = field(default_factory=dict)
+    fixed: dict[str, dict[str, float]] = field(default_factory=dict)
+    inputs: bench_cost.Inputs | None = None
+    derived: dict[str, Any] = field(default_factory=dict)
+    goals: list[Goal] = field(default_factory=list)
+    wall: float = 0.0
 
 
-def _events(timer: PlannedTimer, t0: float) -> list[tuple[int, dict[str, Any]]]:
-    base = {"task": timer.task, "user_id": timer.user_id, "user": {"email": f"{timer.user_id}@example.com"}}
-    out = [(timer.start, base | {"type": "task_started"})]
-    if timer.finish is not None:
-        out.append((timer.finish, base | {"type": "task_completed"}))
-    return [(at, e | {"occurred_at": datetime.fromtimestamp(t0 + at, UTC).isoformat()}) for at, e in out]
+# --- running ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep the handlers' output off the table: with metrics disabled, Powertools still prints an
-    EMF blob every 100 values of a metric, and warns when a handler recorded none."""
-    with open(os.devnull, "w") as devnull, redirect_stdout(devnull), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+def run(sections: tuple[str, ...], quick: bool, timers: int, seed: int, progress) -> Report:
+    report = Report(time.time(), quick)
+    plan = bench_lateness.Plan(timers=timers, seed=seed)
+    if "lateness" in sections:
+        report.lateness = bench_lateness.run(plan.short() if quick else plan, progress)
+    envs = None
+    if "model" in sections or "cold" in sections:
+        from redflag_local import bench_cold, bench_model
+
+        if "model" in sections:
+            report.calls, report.latency, envs = bench_model.run(quick=quick, progress=progress)
+        if "cold" in sections:
+            if envs is None:
+                with bench_lateness.quiet(), bench_model.make_bench() as stack:
+                    envs = bench_cold.function_envs(stack)
+            report.cold = bench_cold.run(envs, repeat=2 if quick else 10, before_repeat=1 if quick else 3,
+                                         progress=progress)  # fmt: skip
+    derive(report)
+    if "cost" in sections:
+        inputs = report.inputs or bench_cost.Inputs()
+        report.cost = bench_cost.per_million(inputs)
+        report.red_flag = bench_cost.per_red_flag(inputs)
+        sweeper_mb = inputs.sweeper_memory_mb
+        report.fixed = {
+            "look-ahead (default): 65 s a run, 8 shards read every 5 s": bench_cost.fixed_monthly(
+                8, 13, 65, sweeper_mb
+            ),
+            "passes: 3 reads a run, 40 s a run": bench_cost.fixed_monthly(8, 3, 40, sweeper_mb),
+            "passes, SweepsPerMinute = 1: one read, ~1 s a run": bench_cost.fixed_monthly(8, 1, 1, sweeper_mb),
+        }
+    report.goals = goals(report)
+    report.wall = time.time() - report.started
+    return report
 
 
-def simulate(
-    config: str, rules: dict[str, dict[str, Any]], planned: list[PlannedTimer], sweeper: bool, seed: int
-) -> Result:
-    """One configuration, end to end on a fresh stack. Returns lateness and the count check."""
-    began = time.perf_counter()
-    rng = random.Random(seed)
-    parameters = {} if sweeper else {"SweepSchedule": "off"}
-    with _quiet(), LocalStack(parameters=parameters, env_overrides=QUIET) as stack:
-        stack.put_rules(rules)
-        t0 = stack.clock()
-        agenda: list[tuple[float, int, int, Any]] = []  # (at, kind, tie-break, payload): a heap
-        seq = itertools.count()
+def derive(r: Report) -> None:
+    """The figures the goals and the cost are read from."""
+    from redflag_local.bench_model import DELAY
 
-        def at(when: float, kind: int, payload: Any = None) -> None:
-            heapq.heappush(agenda, (when, kind, next(seq), payload))
-
-        # events are posted at the end of the 20 s slot they happen in (the sweeper's pass times),
-        # with their occurred_at, so a completion always reaches the table before the next pass
-        posts: dict[int, list[dict[str, Any]]] = {}
-        for timer in planned:
-            for when, event in _events(timer, t0):
-                posts.setdefault(math.ceil(when / PASS_EVERY) * PASS_EVERY, []).append(event)
-        for when, events in posts.items():
-            for i in range(0, len(events), BATCH):
-                at(when, POST, events[i : i + BATCH])
-        last_due = max(t.due for t in planned)
-        if sweeper:
-            for when in range(SWEEP_EVERY, last_due + 2 * SWEEP_EVERY, SWEEP_EVERY):
-                at(when, SWEEP)
-        for timer in planned:  # TTL reaches every timer, completed or not; it deletes only expired ones
-            at(timer.due + timer.ttl_lateness, TTL, timer.key)
-
-        delivered: list[float] = []  # simulated send time of each CS alert, in order
-        pending: list[tuple[float, int, dict[str, Any]]] = []  # stream records not yet delivered: a heap
-
-        def collect() -> None:
-            """What was just written reaches the stream now; each record reaches the alerts handler
-            after its own modelled delay."""
-            while True:  # one GetRecords returns at most 1,000 records: drain the backlog
-                records = stack.read_stream()
-                for record in stack.filter_stream(records):
-                    ready = stack.clock() - t0 + rng.uniform(*DELIVERY_DELAY)
-                    heapq.heappush(pending, (ready, next(seq), record))
-                    at(ready, DELIVER)
-                if len(records) < GET_RECORDS_MAX:
-                    break
-
-        def run_until(limit: float) -> None:
-            """Everything on the agenda up to ``limit`` (seconds after t0), in time order."""
-            while agenda and agenda[0][0] <= limit:
-                when, kind, _, payload = heapq.heappop(agenda)
-                stack.clock.advance(t0 + when - stack.clock())
-                if kind == POST:
-                    status, body = stack.post_events({"events": payload})
-                    outcomes = {r["status"] for r in body.get("results", [])}
-                    if status != 202 or not outcomes <= {"armed", "completed"}:
-                        raise RuntimeError(f"POST /v1/events answered {status}: {sorted(outcomes)}")
-                elif kind == SWEEP:
-                    stack.sweep()  # one scheduled run; while it waits, the world goes on
-                elif kind == TTL:
-                    stack.ttl_delete(**items.key_of(payload), only_if_expired=True)
-                else:
-                    ready = []
-                    while pending and pending[0][0] <= when:
-                        ready.append(heapq.heappop(pending)[2])
-                    if ready:
-                        stack.deliver_stream(ready)
-                    delivered.extend([stack.clock()] * (len(stack.cs_alerts()) - len(delivered)))
-                collect()
-
-        def between_passes(wake: float) -> None:
-            """The sweeper waits (for its next pass, or the next due time): what it flagged reaches
-            the stream now, and the world runs up to its wake-up time."""
-            collect()
-            run_until(wake - t0)
-
-        stack.clock.on_sleep.append(between_passes)
-        run_until(math.inf)
-        return _check(config, planned, stack, delivered, time.perf_counter() - began)
-
-
-def _check(config: str, planned: list[PlannedTimer], stack: LocalStack, delivered: list[float], wall: float) -> Result:
-    cs = [a["message"] for a in stack.cs_alerts()]
-    emails = [e["to"] for e in stack.emails()]
-    expected = {t.user_id for t in planned if t.finish is None}
-    alerted = Counter((m["user_id"], m["task"], m["instance_id"]) for m in cs)
-    duplicates = sum(n - 1 for n in alerted.values()) + sum(n - 1 for n in Counter(emails).values())
-    users = {user for user, _, _ in alerted}
-    lateness = [sent - datetime.fromisoformat(m["due_at"]).timestamp() for m, sent in zip(cs, delivered, strict=True)]
-    return Result(
-        config=config,
-        timers=len(planned),
-        expected=len(expected),
-        alerts=len(cs),
-        emails=len(emails),
-        duplicates=duplicates,
-        missing=len(expected - users),
-        unexpected=len(users - expected),
-        lateness=lateness,
-        wall_seconds=wall,
-    )
-
-
-def run(timers: int = 1000, seed: int = 1, progress: Callable[[str], None] | None = None) -> list[Result]:
-    """Both configurations on the same planned timers: sweeper + TTL backstop, then TTL only."""
-    rules, planned = plan(timers, seed)
-    results = []
-    for config, sweeper in (("sweeper 3/min + TTL backstop", True), ("TTL only (8-30 min late)", False)):
-        if progress:
-            progress(f"running {config} ...")
-        results.append(simulate(config, rules, planned, sweeper, seed))
-    return results
-
-
-def table(results: list[Result]) -> str:
-    head = f"{'configuration':<28} {'timers':>6} {'expect':>6} {'alerts':>6} {'emails':>6} {'dups':>4}"
-    head += f" {'min s':>7} {'p50 s':>7} {'p99 s':>7} {'max s':>7} {'wall s':>6}"
-    lines = [head, "-" * len(head)]
-    for r in results:
-        lateness = (min(r.lateness, default=math.nan), r.pct(0.5), r.pct(0.99), max(r.lateness, default=math.nan))
-        lines.append(
-            f"{r.config:<28} {r.timers:>6} {r.expected:>6} {r.alerts:>6} {r.emails:>6} {r.duplicates:>4} "
-            + " ".join(f"{x:>7.1f}" for x in lateness)
-            + f" {r.wall_seconds:>6.1f}"
+    d = r.derived
+    if r.latency is not None:
+        lat = r.latency
+        mem = lat.memory
+        d["added_starts"] = lat.request["starts, 5 ms"].wall - lat.request["starts, 0 ms"].wall
+        d["added_completions"] = lat.request["completions, 5 ms"].wall - lat.request["completions, 0 ms"].wall
+        d["request_lambda"] = max(
+            lat.request["starts, 5 ms"].on_lambda(mem["events"]),
+            lat.request["completions, 5 ms"].on_lambda(mem["events"]),
         )
-    return "\n".join(lines)
+        d["single_lambda"] = lat.request["single, 5 ms"].on_lambda(mem["events"])
+        h, bare = lat.ingest["handler"], lat.ingest["bare put_item loop"]
+        d["ingest_ratio"] = h.cpu / bare.cpu
+        d["ingest_ratio_1"] = lat.ingest["handler, 1 wide"].cpu / bare.cpu
+        d["call_cpu"] = bare.cpu / lat.ingest_puts
+        d["event_cpu"] = max(0.0, (lat.ingest["handler, 1 wide"].cpu - bare.cpu) / lat.ingest_events)
+        sw = lat.sweeper
+        t5 = sw["timing"]["5 ms"]
+        d["sweep_rate_full"] = sw["flagged"] / t5.wall
+        d["sweep_rate_lambda"] = sw["flagged"] / t5.on_lambda(mem["sweeper"], concurrent=True)
+        d["sweep_workers"] = sw["workers"]
+        d["sweep_shards"] = sw["shards"]
+        per_worker = SWEEP_GOAL / max(1, sw["workers"])
+        d["sweep_goal_seconds"] = per_worker / d["sweep_rate_lambda"]
+        d["sweep_goal_seconds_full"] = per_worker / d["sweep_rate_full"]
+        # workers needed at the template's memory for the goal, and memory needed at 8 workers
+        d["sweep_workers_needed"] = math.ceil(SWEEP_GOAL / (d["sweep_rate_lambda"] * WITHIN))
+        d["sweep_cpu_per_flag"] = t5.cpu / sw["flagged"]
+        al = lat.alerts
+        batch = al["timing"]["5 ms"]
+        d["alert_batch_full"] = batch.wall
+        d["alert_batch_lambda"] = batch.on_lambda(mem["alerts"])
+        d["alert_batches"] = math.ceil(BURST / al["batch_size"])
+        d["alert_drain_lambda"] = d["alert_batches"] * d["alert_batch_lambda"]  # one shard, PF 1 (the template)
+        d["alert_drain_full"] = d["alert_batches"] * batch.wall
+        d["alert_parallel_needed"] = math.ceil(d["alert_drain_lambda"] / WITHIN)
+        d["alert_seconds_per_flag"] = d["alert_batch_lambda"] / al["batch_size"]
+    if r.calls is not None:
+        wru = r.calls.wru
+        d["wru_task"] = sum(v for k, v in wru.items() if k.startswith("task:"))
+        d["flag_wru"] = wru["flag (sweeper)"] + wru["flag, index entry"]
+    if r.calls is not None and r.latency is not None:
+        r.inputs = bench_cost.Inputs(
+            wru_per_task=d["wru_task"],
+            rru_per_task=2.0,
+            request_seconds=d["request_lambda"],
+            single_seconds=d["single_lambda"],
+            call_cpu_seconds=d["call_cpu"],
+            event_cpu_seconds=d["event_cpu"],
+            events_memory_mb=r.latency.memory["events"],
+            flag_wru=d["flag_wru"],
+            channel_wru=r.calls.wru["alert channel (idempotency put + update)"],
+            alert_seconds_per_flag=d["alert_seconds_per_flag"],
+            alerts_memory_mb=r.latency.memory["alerts"],
+            sweep_seconds_per_flag=1 / d["sweep_rate_lambda"],
+            sweeper_memory_mb=r.latency.memory["sweeper"],
+            delay=DELAY,
+            measured=["all"],
+        )
+
+
+def _step(r: Report, name: str):
+    return next((s for s in r.calls.steps if s.name.startswith(name)), None)
+
+
+def goals(r: Report) -> list[Goal]:
+    d = r.derived
+    out = []
+    if r.calls is not None:
+        rows = [s for s in r.calls.steps if s.name in ("task_started (new timer)", "task_completed")]
+        reads = max(s.calls[k] for s in rows for k in s.calls if k[1] == "BatchGetItem")
+        writes = max(s.calls[k] / s.units for s in rows for k in s.calls if k[1] == "PutItem")
+        other = sorted({k[1] for s in rows for k in s.calls} - {"BatchGetItem", "PutItem"})
+        out.append(
+            Goal(
+                "DynamoDB calls per event",
+                "<= 1 read per request (batched) + 1 conditional write per event",
+                f"{reads} BatchGetItem per {rows[0].units}-event request + {writes:g} PutItem per event"
+                + (f"; also {', '.join(other)}" if other else ""),
+                reads <= 1 and writes <= 1 and not other,
+            )
+        )
+        out.append(
+            Goal(
+                "write units per tracked task (start + finish)",
+                "<= 4 with event_id dedupe on",
+                f"{d['wru_task']:g} WRU (items {r.calls.sizes['timer armed (event_id on)']:.0f} B armed, "
+                f"{r.calls.sizes['timer completed']:.0f} B completed; 2 of them the due index)",
+                d["wru_task"] <= 4,
+            )
+        )
+    else:
+        out += [Goal("DynamoDB calls per event", "<= 1 read/request + 1 write/event", "-", None)]
+        out += [Goal("write units per tracked task", "<= 4", "-", None)]
+    if r.latency is not None:
+        added = max(d["added_starts"], d["added_completions"])
+        out.append(
+            Goal(
+                "a 100-event request, time added at 5 ms a call",
+                "<= 0.1 s",
+                f"+{added * 1000:.0f} ms (starts +{d['added_starts'] * 1000:.0f}, completions "
+                f"+{d['added_completions'] * 1000:.0f}); whole request {d['request_lambda']:.2f} s modelled at "
+                f"{r.latency.memory['events']} MB",
+                added <= 0.1,
+            )
+        )
+        out.append(
+            Goal(
+                "ingest CPU, 1,000 events vs a bare put_item loop",
+                "<= 1.3x",
+                f"{d['ingest_ratio']:.2f}x at the shipped 16-wide pool ({d['ingest_ratio_1']:.2f}x one wide)",
+                d["ingest_ratio"] <= 1.3,
+            )
+        )
+    else:
+        out += [Goal("a 100-event request at 5 ms a call", "<= 0.1 s", "-", None)]
+        out += [Goal("ingest CPU vs bare put_item loop", "<= 1.3x", "-", None)]
+    if r.calls is not None and r.latency is not None:
+        sweep = _step(r, "sweeper")
+        updates = sum(n for k, n in sweep.calls.items() if k[1] == "UpdateItem") / sweep.units
+        out.append(
+            Goal(
+                "sweeper: per due timer; 100,000 due flagged",
+                "1 conditional UpdateItem; within 60 s (latency model)",
+                f"{updates:g} UpdateItem per timer; {d['sweep_workers']} workers (DueShards "
+                f"{d['sweep_shards']}) x {d['sweep_rate_lambda']:.0f} flags/s at {r.latency.memory['sweeper']} MB"
+                f" = {d['sweep_goal_seconds']:.0f} s ({d['sweep_goal_seconds_full']:.0f} s at a full vCPU)",
+                updates <= 1 and d["sweep_goal_seconds"] <= WITHIN,
+            )
+        )
+    else:
+        out.append(Goal("sweeper per due timer; 100,000 in 60 s", "1 UpdateItem; <= 60 s", "-", None))
+    look = next((x for x in r.lateness if x.config.startswith("look-ahead")), None)
+    out.append(
+        Goal(
+            "alert lateness p99 (bench model, look-ahead)",
+            "<= 2 s",
+            f"p99 {look.pct(0.99):.1f} s, max {max(look.lateness):.1f} s ({look.timers} timers, delivery 1-2 s)"
+            if look and look.lateness
+            else "-",
+            (look.pct(0.99) <= 2.0 and look.ok) if look and look.lateness else None,
+        )
+    )
+    if r.calls is not None and r.latency is not None:
+        alerts = _step(r, "alerts")
+        sends = sum(n for k, n in alerts.calls.items() if k[1] in ("SendEmail", "Publish", "SendRawEmail"))
+        channels = sends / alerts.units
+        per_channel = sum(alerts.calls.values()) / max(1, sends)
+        own = [k for k in alerts.calls if k[2] == "IdempotencyTable" or k[1] in ("SendEmail", "Publish")]
+        core = sum(alerts.calls[k] for k in own) / max(1, sends)
+        extra = {k: n / alerts.units for k, n in alerts.calls.items() if k not in own}
+        extra_text = ", ".join(f"{v:g} {(k[2] + ' ') if k[2] else ''}{k[1]}" for k, v in sorted(extra.items()))
+        d["alert_calls_per_channel"] = per_channel
+        d["alert_calls_core"] = core
+        d["alert_calls_extra"] = extra_text
+        out.append(
+            Goal(
+                "AWS calls per alert channel; a 5,000-flag burst drained",
+                "<= 3, channels concurrent; within 60 s (latency model)",
+                f"{per_channel:.1f} calls a channel ({core:g} idempotency put + send + update, and per red flag "
+                f"{extra_text or 'nothing else'}; {channels:g} channels a flag); "
+                f"{d['alert_batches']} batches x {d['alert_batch_lambda']:.1f} s "
+                f"at {r.latency.memory['alerts']} MB = {d['alert_drain_lambda']:.0f} s on one shard at "
+                f"ParallelizationFactor 1 ({d['alert_drain_full']:.0f} s at a full vCPU)",
+                per_channel <= 3 and d["alert_drain_lambda"] <= WITHIN,
+            )
+        )
+    else:
+        out.append(Goal("AWS calls per alert channel; 5,000-flag burst", "<= 3; <= 60 s", "-", None))
+    if r.cold is not None:
+        worst = max(r.cold.handlers, key=lambda f: r.cold.ratio(f))
+        out.append(
+            Goal(
+                "cold start: handler import vs import boto3 + one client",
+                "<= 1.5x, botocore not in the layer",
+                f"worst {worst} {r.cold.ratio(worst):.2f}x ("
+                + ", ".join(f"{f.split('_')[0]} {r.cold.ratio(f):.2f}x" for f in r.cold.handlers)
+                + f"); was {max(r.cold.handlers[f]['before'] / r.cold.baseline for f in r.cold.handlers):.2f}x",
+                r.cold.ratio(worst) <= 1.5,
+            )
+        )
+    else:
+        out.append(Goal("cold start vs import boto3 + one client", "<= 1.5x", "-", None))
+    if r.cost:
+        batched = r.cost[0]
+        out.append(
+            Goal(
+                "cost per million tracked tasks (API + Lambda + DynamoDB)",
+                "<= $3.00 batched with event_id",
+                f"${batched.total:.2f} batched; ${r.cost[1].total:.2f} one request per event; naive "
+                f"${r.cost[2].total:.2f} / ${r.cost[3].total:.2f}"
+                + ("" if r.inputs else " (defaults: model section not run)"),
+                batched.total <= 3.0 if r.inputs else None,
+            )
+        )
+    return out
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def goal_table(goals: list[Goal], markdown: bool = False) -> str:
+    if markdown:
+        lines = ["| measure | goal | measured | |", "|---|---|---|---|"]
+        lines += [f"| {g.measure} | {g.goal} | {g.figure} | **{g.verdict}** |" for g in goals]
+        return "\n".join(lines)
+    w = max(len(g.measure) for g in goals)
+    return "\n".join(f"{g.verdict:<12} {g.measure:<{w}}  {g.figure}" for g in goals)
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    from importlib.metadata import version
+
+    dirty = git("status", "--porcelain")
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores, {platform.machine()}",
+        "python": platform.python_version(),
+        "moto": version("moto"),
+        "botocore": version("botocore"),
+        "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + (" + uncommitted changes" if dirty else ""),
+    }
+
+
+def to_json(r: Report) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "goals": [g.__dict__ | {"verdict": g.verdict} for g in r.goals],
+        "lateness": [
+            {k: v for k, v in x.__dict__.items() if k != "lateness"}
+            | {"ok": x.ok, "lateness": x.lateness, "p50": x.pct(0.5), "p99": x.pct(0.99)}
+            for x in r.lateness
+        ],
+        "derived": r.derived,
+        "cost": [{"design": c.design, "total": c.total, "items": c.items} for c in r.cost],
+        "wall": r.wall,
+    }
+    if r.calls is not None:
+        out["calls"] = {s.name: {"units": s.units, "per_unit": s.per_unit()} for s in r.calls.steps}
+        out["sizes"], out["wru"] = r.calls.sizes, r.calls.wru
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m redflag_local.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--timers", type=int, default=1000, help="timers to simulate (default 1000)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    parser.add_argument("--timers", type=int, help="lateness: timers to simulate (default 1000; --quick: 40)")
+    parser.add_argument("--seed", type=int, default=1, help="lateness: random seed (default 1)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few simulated minutes, few repeats)")
+    parser.add_argument("--output", default=str(DOC), help="markdown report (default docs/benchmarks.md); '-' = none")
+    parser.add_argument("--json", dest="json_path", help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    if args.timers < 1:
+    sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    if unknown := set(sections) - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    timers = args.timers if args.timers is not None else (40 if args.quick else 1000)
+    if timers < 1:
         parser.error("--timers must be at least 1")
+    os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
     logging.getLogger("samtranslator").setLevel(logging.ERROR)  # its metrics nag on each deploy
-    began = time.perf_counter()
-    print(
-        f"Red Flag alert lateness on moto: {args.timers} timers, seed {args.seed}; thresholds "
-        f"{THRESHOLDS[0] // 60}-{THRESHOLDS[1] // 60} min over {RULES} rules, starts over "
-        f"{START_WINDOW // 60} min, {STRUGGLE:.0%} never completed"
-    )
-    print(
-        f"modelled: a sweeper run every {SWEEP_EVERY} s, 3 passes 20 s apart; "
-        f"TTL delete {TTL_LATENESS[0] // 60}-{TTL_LATENESS[1] // 60} min "
-        f"after expiry; stream -> alerts handler {DELIVERY_DELAY[0]:g}-{DELIVERY_DELAY[1]:g} s (uniform)",
-        flush=True,
-    )
-    results = run(args.timers, args.seed, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print()
-    print(table(results))
-    print()
-    for r in results:
-        verdict = "OK" if r.ok else "FAILED"
-        print(
-            f"count check, {r.config}: {verdict} - {r.alerts} CS alerts and {r.emails} emails for {r.expected} "
-            f"never-completed timers; {r.duplicates} duplicates, {r.missing} missing, {r.unexpected} unexpected"
-        )
-    print(f"\nwall time {time.perf_counter() - began:.1f} s")
-    return 0 if all(r.ok for r in results) else 1
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    report = run(sections, args.quick, timers, args.seed, progress)
+    print(text(report))
+    if args.output != "-":
+        from redflag_local.bench_doc import markdown
+
+        Path(args.output).write_text(markdown(report, machine(), argv or sys.argv[1:]))
+        print(f"\nwrote {args.output}")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(to_json(report), indent=1, default=str))
+    ok = all(x.ok for x in report.lateness)
+    return 0 if ok else 1
+
+
+def text(r: Report) -> str:
+    parts = [f"Red Flag bench ({'quick' if r.quick else 'full'}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", ""]
+    parts += [goal_table(r.goals), ""]
+    if r.lateness:
+        parts += ["alert lateness (seconds after due):", bench_lateness.table(r.lateness), ""]
+        for x in r.lateness:
+            verdict = "OK" if x.ok else "FAILED"
+            parts.append(
+                f"count check, {x.config}: {verdict} - {x.alerts} CS alerts and {x.emails} emails for {x.expected} "
+                f"never-completed timers; {x.duplicates} duplicates, {x.missing} missing, {x.unexpected} unexpected"
+            )
+        parts.append("")
+    if r.cost:
+        parts.append("cost per million tracked tasks (USD):")
+        for line in r.cost:
+            items = ", ".join(f"{k} {v:.3f}" for k, v in line.items.items())
+            parts.append(f"  {line.design:<36} {line.total:7.2f}   ({items})")
+        parts.append("")
+    parts.append(f"wall time {r.wall:.1f} s")
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":
