@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +14,9 @@ from redflag.events import EventType
 from redflag_local.events_send import RETRY_DELAYS
 from redflag_local.rules_cli import app as rules_app
 from redflag_local.rules_files import RULES_DIR
+
+if TYPE_CHECKING:
+    from redflag_local.dlq import ReplayTarget
 
 app = typer.Typer(help="Red Flag: know when a user is struggling, while it still matters.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
@@ -46,13 +51,23 @@ def serve(
     api_key: Annotated[str | None, typer.Option(help="Require this x-api-key, like the deployed API")] = None,
     tick: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between sweeps and stream deliveries")] = 1.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the functions' Powertools logs")] = False,
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option(help="A stack parameter, NAME=VALUE (repeatable), as sam deploy --parameter-overrides takes it"),
+    ] = None,
 ) -> None:
     """POST /v1/events on 127.0.0.1, answered by the real handler; alerts arrive in real time in --outbox."""
     from redflag_local import serve as serve_mod
 
     warnings.filterwarnings("ignore")
+    parameters = {}
+    for item in parameter or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isalnum():
+            raise typer.BadParameter(f"{item!r}: expected NAME=VALUE, e.g. QuietHours=off", param_hint="--parameter")
+        parameters[name] = value
     try:
-        serve_mod.run(host, port, outbox, rules_dir, api_key, tick, verbose)
+        serve_mod.run(host, port, outbox, rules_dir, api_key, tick, verbose, parameters=parameters)
     except serve_mod.ServeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -107,6 +122,107 @@ def events(
     delays = tuple(RETRY_DELAYS[0] * 2**k for k in range(retries))
     outcomes = es.send(target, batch, api_key, timeout, delays=delays, on_retry=es.print_retry(console))
     if not es.report(outcomes, len(batch), console):
+        raise typer.Exit(1)
+
+
+# --- redflag dlq: the dead-letter queue of a deployed stack ----------------------------------------
+
+dlq_app = typer.Typer(
+    help="What the alerts function parked in the dead-letter queue of a deployed stack: list it, replay it.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+DlqProfile = Annotated[str | None, typer.Option("--profile", help="AWS profile (default: the usual chain)")]
+DlqRegion = Annotated[str | None, typer.Option("--region", help="AWS region of the stack")]
+StackName = Annotated[str, typer.Option("--stack-name", help="The deployed CloudFormation stack")]
+
+
+class ParkedKind(StrEnum):
+    stream_batch = "stream_batch"
+    alert_rejected = "alert_rejected"
+
+
+def _dlq_target(profile: str | None, region: str | None, stack_name: str) -> ReplayTarget:
+    """The stack's queue, tables, stream and alerts function (CloudFormation describe_stack_resources)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from redflag_local import dlq
+
+    try:
+        return dlq.stack_target(boto3.Session(profile_name=profile, region_name=region), stack_name)
+    except (dlq.DlqError, BotoCoreError, ClientError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _aws_errors_exit(fn: Callable[..., Any], *args: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(*args)
+    except (BotoCoreError, ClientError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@dlq_app.command("list")
+def dlq_list(profile: DlqProfile = None, region: DlqRegion = None, stack_name: StackName = "redflag") -> None:
+    """Show what is parked, oldest first: message id, kind, when, summary (ids and error codes only).
+
+    Nothing is removed: each message is put back at once."""
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from redflag_local import dlq
+
+    target = _dlq_target(profile, region, stack_name)
+    messages = _aws_errors_exit(dlq.peek, target.sqs, target.queue_url, target.wait_seconds)
+    console = Console()
+    if not messages:
+        console.print("the dead-letter queue is empty")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for column in ("message id", "kind", "parked"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("summary")
+    for p in messages:
+        table.add_row(*(escape(cell) for cell in (p.message_id, p.kind, dlq.parked_at(p), p.summary())))
+    console.print(table)
+    kinds: dict[str, int] = {}
+    for p in messages:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    console.print(f"{len(messages)} message(s): " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only this message (repeat for more)")] = None,
+    kinds: Annotated[list[ParkedKind] | None, typer.Option("--kind", help="Only messages of this kind")] = None,
+    profile: DlqProfile = None,
+    region: DlqRegion = None,
+    stack_name: StackName = "redflag",
+) -> None:
+    """Run parked messages through the alerts function again (fix the cause first); exit 1 if any stay.
+
+    A message is deleted only when its records went through; the others stay in the queue, with the reason."""
+    from redflag_local import dlq
+
+    target = _dlq_target(profile, region, stack_name)
+    only = set(ids) if ids else None
+    results = _aws_errors_exit(dlq.replay, target, only, {k.value for k in kinds} if kinds else None)
+    for r in results:
+        verb = "replayed" if r.ok else "left    "
+        typer.echo(f"{verb} {r.parked.message_id} ({r.parked.kind}): {r.why}")
+    missing = sorted((only or set()) - {r.parked.message_id for r in results})
+    for message_id in missing:
+        typer.echo(f"not in the queue (or held by another reader): {message_id}", err=True)
+    left = sum(not r.ok for r in results)
+    typer.echo(f"{len(results) - left} replayed, {left} left in the queue" if results else "nothing to replay")
+    if left or missing:
         raise typer.Exit(1)
 
 
