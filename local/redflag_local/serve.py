@@ -50,6 +50,7 @@ from redflag.events import TaskName, describe_errors
 from redflag.rules import Rule
 from redflag_local.rules_files import RULES_DIR, as_parameters, load_rules
 from redflag_local.stack import REGION, LocalStack, sample_event
+from redflag_local.template import Template
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -202,6 +203,7 @@ class LocalServer:
         tick_seconds: float = 1.0,
         verbose: bool = False,
         console: Console | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.console = console or Console(soft_wrap=True)
         self.rules = rules
@@ -209,7 +211,9 @@ class LocalServer:
         self.tick_seconds = tick_seconds
         # the loop below already sweeps every second: one pass per sweeper run, no waiting inside it
         once = {"SWEEP_MODE": "passes", "SWEEPS_PER_MINUTE": "1"}
-        self.stack = LocalStack(clock_start=time.time(), env_overrides=once | ({} if verbose else QUIET))
+        self.stack = LocalStack(
+            clock_start=time.time(), env_overrides=once | ({} if verbose else QUIET), parameters=parameters
+        )
         self.outbox = Outbox(outbox, self.console)
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -454,14 +458,18 @@ def run(
     tick_seconds: float = 1.0,
     verbose: bool = False,
     console: Console | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> None:
-    """Serve until Ctrl-C (or SIGTERM)."""
+    """Serve until Ctrl-C (or SIGTERM). ``parameters``: stack parameters, as ``sam deploy`` takes them."""
     console = console or Console(soft_wrap=True)
+    known = Template().sam.get("Parameters", {})
+    if unknown := sorted(set(parameters or {}) - set(known)):
+        raise ServeError(f"unknown stack parameter(s) {', '.join(unknown)}; template.yaml has {', '.join(known)}")
     rules, problems = load_rules(rules_dir)
     if problems:
         raise ServeError("\n".join(map(str, problems)) + f"\nfix the rules in {rules_dir} (redflag rules validate)")
     try:
-        app = LocalServer(rules, outbox, api_key, tick_seconds, verbose, console)
+        app = LocalServer(rules, outbox, api_key, tick_seconds, verbose, console, parameters)
     except OSError as exc:
         raise ServeError(f"cannot use {outbox} as the outbox: {exc.strerror or exc}") from exc
     try:
@@ -476,6 +484,13 @@ def run(
     names = ", ".join(f"{t} ({r.threshold_seconds} s)" for t, r in sorted(rules.items())) or "none"
     console.print(f"  rules from {escape(str(rules_dir))} into SSM {app.rules_path}: {escape(names)}")
     console.print(f"  alerts -> {escape(str(outbox))}/ (.eml per email, .json per CS alert)")
+    alerts_env = app.stack.function_env[app.stack.template.function_for("timers_to_alerts")]
+    quiet, zone = alerts_env.get("QUIET_HOURS", ""), alerts_env.get("DEFAULT_TIMEZONE", "UTC")
+    if quiet not in ("", "off"):
+        console.print(
+            f"  quiet hours {escape(quiet)} (user.timezone, else {escape(zone)}): emails due then wait for their end"
+            " (--parameter QuietHours=off to send at once)"
+        )
     if api_key is None:
         console.print("  no API key required (--api-key KEY to require x-api-key like the deployed API)")
     if host not in LOOPBACK:
