@@ -235,7 +235,7 @@ def run(function_env: dict[str, dict[str, str]], repeat: int = 10, before_repeat
 def function_envs(stack) -> dict[str, dict[str, str]]:
     """Folder -> environment, from a deployed ``LocalStack`` (the template's values, moto's names)."""
     out = {}
-    for logical, folder in stack.template.functions.items():
+    for logical, folder in stack.functions.items():
         env = {k: v for k, v in stack.function_env[logical].items() if not k.startswith("POWERTOOLS_METRICS_DISABLED")}
         out[folder.name] = env
     return dict(sorted(out.items()))

@@ -141,6 +141,7 @@ StackName = Annotated[str, typer.Option("--stack-name", help="The deployed Cloud
 class ParkedKind(StrEnum):
     stream_batch = "stream_batch"
     alert_rejected = "alert_rejected"
+    slack_post = "slack_post"
 
 
 def _dlq_target(profile: str | None, region: str | None, stack_name: str) -> ReplayTarget:

@@ -1,6 +1,6 @@
 """`redflag dlq`: what was parked in the dead-letter queue, and sending it through again.
 
-Two kinds of message land there (docs/operations.md):
+Three kinds of message land there (docs/operations.md):
 
 - ``stream_batch``: the stream's event source mapping gave up on a batch after its retries
   (``MaximumRetryAttempts``: a channel kept failing); the message (``DDBStreamBatchInfo``) holds the
@@ -17,6 +17,12 @@ Two kinds of message land there (docs/operations.md):
   again, whatever happened to the idempotency records of the others since (they expire after 3
   days; a message is kept 14). An email goes through the function's gate again (quiet hours, the
   cap, opt-out). Escalation alerts are not rebuilt (their message stays).
+- ``slack_post``: the Slack notifier could not post one CS alert: Slack refused it (a 4xx other than
+  429: the message holds the HTTP status), or it kept failing for now until Lambda's retries of the
+  asynchronous invoke ran out (the function's on-failure destination). Either way the message holds
+  the SNS record the function was invoked with (the CS alert, ids and names included, as CS sees
+  them in Slack). Replay invokes the notifier with it again: one post per SNS message id, so a
+  message replayed twice posts once.
 
 A message is deleted only when its records went through: the function reported no failure, and for
 a rejected alert its idempotency record now says ``sent``. Anything else leaves the message in the
@@ -43,7 +49,7 @@ PEEK_SECONDS = 30  # how long a listing holds each message before putting it bac
 INVOKE_RECORDS = 50  # records per invoke: the event source mapping's BatchSize
 INVOKE_BYTES = 4_000_000  # and under Lambda's 6 MB synchronous payload
 EMPTY_PAGES = 10  # DynamoDB Streams may answer a few empty pages before the records
-KINDS = ("stream_batch", "alert_rejected")
+KINDS = ("stream_batch", "alert_rejected", "slack_post")
 STACK_RESOURCES = {
     "queue_url": "AlertsDeadLetterQueue",
     "table_name": "TimersTable",
@@ -70,11 +76,25 @@ class Parked:
     def kind(self) -> str:
         if isinstance(self.body.get("DDBStreamBatchInfo"), dict):
             return "stream_batch"
+        if self.sns_records:  # Lambda's on-failure record of an SNS invoke, or the notifier's own
+            return "slack_post"
         kind = self.body.get("kind")
         return kind if kind in KINDS else "unknown"
 
     @property
+    def sns_records(self) -> list[dict[str, Any]]:
+        payload = self.body.get("requestPayload")
+        records = payload.get("Records") if isinstance(payload, dict) else None
+        if not isinstance(records, list) or not records:
+            return []
+        ok = all(isinstance(r, dict) and r.get("EventSource") == "aws:sns" and isinstance(r.get("Sns"), dict)
+                 for r in records)  # fmt: skip
+        return records if ok else []
+
+    @property
     def alert_key(self) -> tuple[tuple[str, ...], str]:
+        if self.kind == "slack_post":
+            return tuple(str(r["Sns"].get("MessageId")) for r in self.sns_records), "slack"
         return tuple(str(x) for x in self.body.get("alert") or ()), str(self.body.get("channel"))
 
     def summary(self) -> str:
@@ -93,6 +113,11 @@ class Parked:
             if owner == "escalation":
                 return f"{channel} escalation for {task} {instance}: {error}"
             return f"{channel} alert for user {owner}, task {task}/{instance}, run {run}: {error}"
+        if self.kind == "slack_post":
+            ids, _ = self.alert_key
+            context = self.body.get("requestContext") or {}
+            why = self.body.get("error") or context.get("condition") or "?"
+            return f"slack post of SNS message {', '.join(ids)}: {why}"
         keys = ", ".join(sorted(str(k) for k in self.body)[:8])
         return f"not a message this tool knows ({self.size} bytes; keys: {keys or 'none'})"
 
@@ -167,6 +192,7 @@ class ReplayTarget:
     table_name: str
     idempotency_table: str
     invoke: Invoke  # runs the alerts function on a stream event; answers its response
+    invoke_slack: Invoke | None = None  # runs the Slack notifier on an SNS event (None: the stack has none)
     # the event source mapping's filter patterns; empty: every record in a batch's range is sent (the
     # function re-checks each one, so this only saves invokes)
     filters: tuple[dict[str, Any], ...] = field(default=())
@@ -221,6 +247,9 @@ def stack_target(session: Any, stack_name: str = "redflag", wait_seconds: int = 
         table_name=names["table_name"],
         idempotency_table=names["idempotency_table"],
         invoke=lambda_invoker(lam, names["function"]),
+        invoke_slack=lambda_invoker(lam, physical["CsAlertsToSlackFunction"])
+        if physical.get("CsAlertsToSlackFunction")
+        else None,
         filters=_mapping_filters(lam, names["function"], stream_arn),
         wait_seconds=wait_seconds,
     )
@@ -500,7 +529,7 @@ def _drop_new_copies(target: ReplayTarget, refused: dict[str, ReplayResult], hel
     keys = {r.parked.alert_key for r in refused.values()}
     held_ids = {p.message_id for p in held}
     for p in _receive_all(target.sqs, target.queue_url, PEEK_SECONDS, target.wait_seconds):
-        if p.message_id not in held_ids and p.kind == "alert_rejected" and p.alert_key in keys:
+        if p.message_id not in held_ids and p.kind in ("alert_rejected", "slack_post") and p.alert_key in keys:
             target.sqs.delete_message(QueueUrl=target.queue_url, ReceiptHandle=p.receipt)
         else:
             _release(target.sqs, target.queue_url, p)
@@ -518,7 +547,23 @@ def _replay_one(target: ReplayTarget, p: Parked) -> ReplayResult:
         return _replay_batch(target, p)
     if p.kind == "alert_rejected":
         return _replay_alert(target, p)
+    if p.kind == "slack_post":
+        return _replay_slack(target, p)
     return ReplayResult(p, False, "not a message this tool knows; left in the queue")
+
+
+def _replay_slack(target: ReplayTarget, p: Parked) -> ReplayResult:
+    if target.invoke_slack is None:
+        return ReplayResult(p, False, "this stack has no Slack notifier (SlackWebhookParameter); left in the queue")
+    answer = target.invoke_slack({"Records": p.sns_records})
+    if answer.get("FunctionError"):
+        return ReplayResult(p, False, f"the notifier failed ({answer['FunctionError']}); left in the queue")
+    if answer.get("rejected"):
+        return ReplayResult(p, False, "Slack refused it again; left in the queue", refused_again=True)
+    posted, duplicate = int(answer.get("posted") or 0), int(answer.get("duplicate") or 0)
+    if posted + duplicate != len(p.sns_records):
+        return ReplayResult(p, False, "the notifier answered something unexpected; left in the queue")
+    return ReplayResult(p, True, "posted to Slack" if posted else "already posted since it was parked")
 
 
 def _replay_batch(target: ReplayTarget, p: Parked) -> ReplayResult:

@@ -261,6 +261,8 @@ class LocalStack:
         self._window: dict[str, Any] | None = None  # the stats function's open tumbling window
         self.handlers: dict[str, ModuleType] = {}
         self.function_env: dict[str, dict[str, str]] = {}
+        self.functions: dict[str, Path] = {}
+        self._notified: dict[str, int] = {}  # topic arn -> messages already handed to its subscribers
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -269,6 +271,9 @@ class LocalStack:
         self._mock.start()
         FAULTS.rules.clear()
         ASYNC_INVOKES.clear()
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()  # a new stack is a new account: no secret or parameter of the last one
         self.clock.on_sleep.append(lambda _wake: self.run_async_invokes())
         clock.set_clock(self.clock, self.clock.sleep)
         cfn = boto3.client("cloudformation")
@@ -283,13 +288,15 @@ class LocalStack:
         self.physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
         boto3.client("ses").verify_email_identity(EmailAddress=self.parameters["SenderEmail"])
         lam = boto3.client("lambda")
-        for name in self.template.functions:
+        # the functions this deployment has (a function whose Condition is false is not deployed)
+        self.functions = {name: folder for name, folder in self.template.functions.items() if name in self.physical}
+        for name in self.functions:
             config = lam.get_function_configuration(FunctionName=self.physical[name])
             variables = config.get("Environment", {}).get("Variables", {})
             self.function_env[name] = {k: str(v) for k, v in variables.items()} | {
                 "AWS_LAMBDA_FUNCTION_NAME": config["FunctionName"]
             }
-        for name, folder in self.template.functions.items():
+        for name, folder in self.functions.items():
             self.handlers[name] = self._import(name, folder / "app.py")
         self.table_name = self.physical["TimersTable"]
         self.stream_arn = self.ddb.describe_table(TableName=self.table_name)["Table"]["LatestStreamArn"]
@@ -407,7 +414,7 @@ class LocalStack:
 
     def run_async_invokes(self) -> list[Any]:
         """Run what was invoked asynchronously (Lambda's event queue), in order, now."""
-        by_name = {self.physical[f]: f for f in self.template.functions}
+        by_name = {self.physical[f]: f for f in self.functions}
         done = []
         while ASYNC_INVOKES:
             name, payload = ASYNC_INVOKES.pop(0)
@@ -470,7 +477,93 @@ class LocalStack:
         for i in range(0, len(passing), size):
             self._deliver_batch(function, mapping, passing[i : i + size], responses)
         self._deliver_to_windows(records)
+        self.deliver_notifications()
         return responses
+
+    # --- SNS -> Lambda: functions the template subscribes to a topic ---------------------------------
+
+    def deliver_notifications(self) -> list[Any]:
+        """Hand every message published since the last call to each function subscribed to its topic
+        (an ``SNS`` event in the template), as SNS does: an asynchronous invoke with one record. A
+        failed invoke is retried (EventInvokeConfig ``MaximumRetryAttempts``; at once here, a minute or
+        two apart on AWS), then sent to the OnFailure destination in the shape Lambda gives it.
+        Returns the answers of the invokes that succeeded."""
+        from moto.sns.models import sns_backends
+
+        topics = sns_backends[DEFAULT_ACCOUNT_ID][REGION].topics
+        answers = []
+        for function in self.functions:
+            props = self.template.sam["Resources"][function]["Properties"]
+            for event in props.get("Events", {}).values():
+                if event["Type"] != "SNS":
+                    continue
+                arn = self.physical[event["Properties"]["Topic"]["Ref"]]
+                seen = self._notified.get(f"{function}:{arn}", 0)
+                sent = topics[arn].sent_notifications
+                self._notified[f"{function}:{arn}"] = len(sent)
+                for message_id, message, subject, attributes, _group in sent[seen:]:
+                    record = self._sns_record(arn, message_id, message, subject, attributes)
+                    answers += self._invoke_async(function, {"Records": [record]})
+        return answers
+
+    def _sns_record(self, arn: str, message_id: str, message: str, subject: str | None, attributes: Any) -> dict:
+        return {
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": f"{arn}:{uuid.uuid5(uuid.NAMESPACE_URL, arn)}",
+            "Sns": {
+                "Type": "Notification",
+                "MessageId": message_id,
+                "TopicArn": arn,
+                "Subject": subject,
+                "Message": message,
+                "Timestamp": datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "SignatureVersion": "1",
+                "Signature": "EXAMPLE",
+                "SigningCertUrl": f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-local.pem",
+                "UnsubscribeUrl": f"https://sns.{REGION}.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={arn}:local",
+                "MessageAttributes": dict(attributes or {}),
+            },
+        }
+
+    def _invoke_async(self, function: str, event: dict[str, Any]) -> list[Any]:
+        """One asynchronous invoke, with the function's deployed EventInvokeConfig."""
+        lam = boto3.client("lambda")
+        try:
+            config = lam.get_function_event_invoke_config(FunctionName=self.physical[function])
+        except lam.exceptions.ResourceNotFoundException:
+            config = {}
+        attempts = 1 + int(config.get("MaximumRetryAttempts", 2))
+        error: Exception | None = None
+        for _ in range(attempts):
+            try:
+                return [self.invoke(function, event)]
+            except Exception as exc:  # a function error: Lambda retries the event, then gives up
+                error = exc
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", "")
+        if destination.startswith("arn:aws:sqs:") and error is not None:
+            queue = boto3.client("sqs").get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
+            message = {
+                "version": "1.0",
+                "timestamp": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
+                "requestContext": {
+                    "requestId": str(uuid.uuid4()),
+                    "functionArn": f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:{self.physical[function]}",
+                    "condition": "RetriesExhausted",
+                    "approximateInvokeCount": attempts,
+                },
+                "requestPayload": event,
+                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                "responsePayload": {"errorType": type(error).__name__, "errorMessage": str(error)},
+            }
+            boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(message))
+        return []
+
+    def put_slack_webhook(self, url: str) -> None:
+        """The Slack incoming webhook URL, as the operator stores it: an SSM SecureString named by the
+        SlackWebhookParameter stack parameter."""
+        name = self.parameters["SlackWebhookParameter"]
+        boto3.client("ssm").put_parameter(Name=name, Value=url, Type="SecureString", Overwrite=True)
 
     # --- the stats function: a stream mapping with tumbling windows ----------------------------------
 

@@ -29,8 +29,8 @@ class _NoManagedPolicies:
 
 
 def _teach_moto_cloudformation() -> None:
-    """moto 5.2's CloudFormation has no AWS::CloudWatch::Alarm, AWS::SNS::Subscription nor
-    AWS::SecretsManager::Secret: it
+    """moto 5.2's CloudFormation has no AWS::CloudWatch::Alarm, AWS::SNS::Subscription,
+    AWS::SecretsManager::Secret nor AWS::Lambda::EventInvokeConfig: it
     warns, skips them, and its describe_stack_resources then fails. Rather than drop the alarms
     and the ops subscription from the moto copy (and test nothing), create them through moto's
     cloudwatch and sns backends, as CloudFormation would. Defined on first use (moto's models
@@ -122,6 +122,28 @@ def _teach_moto_cloudformation() -> None:
                 force_overwrite=False,
             )  # fmt: skip
             return cls(json.loads(secret)["ARN"])
+
+    class EventInvokeConfig(Created, CloudFormationModel):
+        """AWS::Lambda::EventInvokeConfig (SAM's EventInvokeConfig): retries and the on-failure
+        destination of asynchronous invokes, put on the function through moto's Lambda."""
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Lambda::EventInvokeConfig"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            from moto.awslambda.models import lambda_backends
+
+            p = dict(cloudformation_json["Properties"])
+            function = p.pop("FunctionName")
+            p.pop("Qualifier", None)
+            lambda_backends[account_id][region_name].put_function_event_invoke_config(function, p)
+            return cls(f"{function}:$LATEST")
 
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()

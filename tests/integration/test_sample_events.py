@@ -7,7 +7,8 @@ import pytest
 
 from redflag_local.stack import LOCAL_ENV, ROOT
 
-SAMPLES = sorted(p.relative_to(ROOT / "events").as_posix() for p in (ROOT / "events").rglob("*.json"))
+ALL = sorted(p.relative_to(ROOT / "events").as_posix() for p in (ROOT / "events").rglob("*.json"))
+SAMPLES = [s for s in ALL if not s.startswith("cs_alerts_to_slack/")]  # on a stack with Slack, below
 
 
 def reads_per_run(stack):
@@ -58,3 +59,18 @@ def test_sample_goes_through_its_handler(stack, sample):
     if folder == "timers_to_alerts":
         assert out == {"batchItemFailures": []}
     assert expectation(stack, sample)(out), out
+
+
+def test_the_slack_sample_posts_one_message():
+    from redflag_local.receiver import Receiver
+    from redflag_local.stack import LocalStack
+
+    slack = [s for s in ALL if s.startswith("cs_alerts_to_slack/")]
+    assert slack
+    with Receiver() as rx, LocalStack(parameters={"SlackWebhookParameter": "/redflag/slack"}) as stack:
+        stack.put_slack_webhook(rx.url("/hook"))
+        for sample in slack:
+            event = json.loads((ROOT / "events" / sample).read_text())
+            out = stack.invoke(stack.template.function_for("cs_alerts_to_slack"), event)
+            assert out == {"posted": len(event["Records"]), "duplicate": 0, "rejected": 0}
+        assert len(rx.delivered("/hook")) == len(slack)

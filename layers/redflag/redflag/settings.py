@@ -118,3 +118,15 @@ class UsersSettings(_Base):
     stats_table_name: Name = Field(description="the user's member markers, per account")
     unsubscribe_secret_arn: Name = Field(description="verifies unsubscribe tokens and keys the opt-out markers")
     secrets_cache_seconds: int = Field(default=300, ge=0)
+
+
+class SlackSettings(_Base):
+    """cs_alerts_to_slack: CS alert (SNS) -> a Slack message."""
+
+    slack_webhook_parameter: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]+$")] = Field(
+        description="name of the SSM SecureString holding the incoming webhook's URL"
+    )
+    idempotency_table_name: Name
+    parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
+    cs_link_template: Annotated[str, Field(pattern=r"^(|https://\S+)$")] = ""
+    secrets_cache_seconds: int = Field(default=300, ge=0)

@@ -7,11 +7,21 @@ from typing import TYPE_CHECKING
 
 from redflag import clock, timers
 from redflag.adapters import aws
-from redflag.settings import AlertSettings, IngestSettings, StatsSettings, SweepSettings, UsageSettings, UsersSettings
+from redflag.settings import (
+    AlertSettings,
+    IngestSettings,
+    SlackSettings,
+    StatsSettings,
+    SweepSettings,
+    UsageSettings,
+    UsersSettings,
+)
 
 if TYPE_CHECKING:  # each builder imports what it uses: a function loads only its own adapters
     from redflag.adapters.delivery import IdempotentSender
     from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.http import Outcome
+    from redflag.adapters.slack import SlackNotifier
     from redflag.adapters.stats import DynamoStats
     from redflag.alerting import AlertingService
     from redflag.ingest import IngestService
@@ -135,3 +145,16 @@ def users_service(s: UsersSettings | None = None) -> UsersService:
     store = DynamoTimerStore(s.table_name, shards=1)  # partitions and plain items only: no due index
     members = DynamoMembers(DynamoTimerStore(s.stats_table_name, shards=1))
     return UsersService(store, DynamoSuppressions(store), members, secret, clock.SYSTEM.now)
+
+
+def slack_notifier(s: SlackSettings | None = None) -> SlackNotifier:
+    from redflag.adapters.http import post_json
+    from redflag.adapters.slack import SecureStringUrl, SlackNotifier
+
+    s = s or SlackSettings()  # type: ignore[call-arg]
+    url = SecureStringUrl(s.slack_webhook_parameter, s.secrets_cache_seconds)
+
+    def post(webhook: str, payload: dict) -> Outcome:
+        return post_json(webhook, payload, sleep=clock.SYSTEM.sleep)
+
+    return SlackNotifier(url, s.idempotency_table_name, s.parked_queue_url, s.cs_link_template, post=post)
