@@ -14,11 +14,16 @@ What it shows, in order:
 5. **Gone quiet**: daily practisers; one stops, and three days later that is a red flag.
 6. **An account fading**: its weekly active users fall by 70 %; the Monday check tells CS.
 7. **The report**: where users struggle, and whether the email helped (emailed vs held out).
+
+Customer success hears of every red flag on the alert topic and, through the Slack notifier, in a
+Slack channel: here a local server on 127.0.0.1 plays Slack's incoming webhook, and one of the
+messages it received is shown.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import random
 import time
 from collections import Counter
@@ -32,11 +37,17 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from redflag_local import report as report_mod
+from redflag_local.receiver import Receiver
 from redflag_local.rules_files import as_parameters, load_rules
 from redflag_local.stack import LocalStack
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 MONDAY = datetime(2027, 1, 25, tzinfo=UTC)  # a Monday
+SLACK = {
+    "SlackWebhookParameter": "/redflag/slack-webhook",
+    "CsLinkTemplate": "https://admin.example.com/users/{user_id}",
+}
+SLACK_PATH = "/services/T000/B000/demo"
 FIRST = ["Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Tim"]
 LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson"]
 
@@ -58,6 +69,7 @@ class Story:
     usage_drop: str | None = None
     emails: int = 0
     cs_alerts: int = 0
+    slack_posts: int = 0
 
 
 class Demo:
@@ -287,8 +299,9 @@ def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console
         raise SystemExit("\n".join(map(str, problems)))
     rng = random.Random(seed)
     clock_start = (MONDAY + timedelta(hours=8)).timestamp()
-    with LocalStack(clock_start=clock_start, env_overrides=QUIET) as stack:
+    with Receiver() as slack, LocalStack(clock_start=clock_start, env_overrides=QUIET, parameters=SLACK) as stack:
         stack.put_rules(as_parameters(rules))  # type: ignore[arg-type]
+        stack.put_slack_webhook(slack.url(SLACK_PATH))
         console.print(
             f"[bold]Red Flag demo[/]: two simulated weeks on moto (template.yaml deployed with CloudFormation), "
             f"{len(rules)} seed rules, {users} landing-page users, seed {seed}"
@@ -301,7 +314,12 @@ def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console
         demo.gone_quiet()
         demo.fading_account()
         emails, cs = stack.emails(), stack.cs_alerts()
-        demo.story.emails, demo.story.cs_alerts = len(emails), len(cs)
+        posts = [json.loads(p.body) for p in slack.delivered(SLACK_PATH)]
+        demo.story.emails, demo.story.cs_alerts, demo.story.slack_posts = len(emails), len(cs), len(posts)
+        console.rule(f"[bold]Slack: {len(posts)} messages to customer success, one per CS alert; the escalation[/]")
+        critical = [p for p in posts if "severity *critical*" in json.dumps(p)]
+        if critical or posts:
+            console.print(Panel(escape(slack_text((critical or posts)[0])), title="#customer-success", expand=False))
         console.rule("[bold]A few of the emails[/]")
         for email in _pick(emails, show):
             console.print(Panel(escape(email["text"]), title=escape(f"To: {email['to']}"),
@@ -312,8 +330,8 @@ def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console
         report_mod.render(report, "table", console)
         _helped(console, report)
         console.print(
-            f"{len(emails)} emails, {len(cs)} CS alerts. Try: .venv/bin/redflag serve, then "
-            ".venv/bin/redflag report --plot report.png"
+            f"{len(emails)} emails, {len(cs)} CS alerts, {len(posts)} Slack messages. "
+            "Try: .venv/bin/redflag serve, then .venv/bin/redflag report --plot report.png"
         )
         return demo.story.__dict__ | {"report": report}
 
@@ -338,3 +356,17 @@ def _helped(console: Console, report: report_mod.Report) -> None:
                 f"finished afterwards ({'' if emailed is None else f'{100 * emailed:.0f}%'}); of those held out, "
                 f"{row.done_after_flag_holdout}/{row.flagged_holdout} ({'' if held is None else f'{100 * held:.0f}%'})"
             )
+
+
+def slack_text(payload: dict[str, Any]) -> str:
+    """A Block Kit message as a console shows it: header, sections, fields, context, buttons."""
+    lines: list[str] = []
+    for block in payload.get("blocks", []):
+        if block["type"] in ("header", "section") and "text" in block:
+            lines.append(block["text"]["text"])
+        for f in block.get("fields", []):
+            label, _, value = f["text"].partition("\n")
+            lines.append(f"{label.strip('*')}: {value}")
+        for element in block.get("elements", []):
+            lines.append(f"[{element['text']['text']}] {element['url']}" if "url" in element else element["text"])
+    return html.unescape("\n".join(lines))  # Slack shows &lt; as <: so does the console (escaped for rich)

@@ -48,10 +48,14 @@ from rich.markup import escape
 
 from redflag.events import TaskName, describe_errors
 from redflag.rules import Rule
+from redflag_local.receiver import Post, Receiver
 from redflag_local.rules_files import RULES_DIR, as_parameters, load_rules
 from redflag_local.stack import REGION, LocalStack, sample_event
 from redflag_local.template import Template
 
+SLACK_PARAMETER = "/redflag/slack-webhook"
+SLACK_PATH = "/slack"
+WEBHOOK_PATH = "/webhook"
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 READ_TIMEOUT_SECONDS = 5.0  # for the request line and headers, each read; for the whole body, in all
@@ -128,6 +132,21 @@ def alert_ids(header: str | None) -> dict[str, str]:
     return dict(zip(("user", "task", "instance", "run", "channel"), parts, strict=True))
 
 
+def verify_signature(secret: bytes, post: Post, tolerance: float = 300) -> bool:
+    """X-RedFlag-Signature checked as docs/webhooks.md tells a product to: HMAC-SHA256 of
+    "<t>.<body>" with the webhook secret, and a timestamp within ``tolerance`` seconds."""
+    import hashlib
+    import hmac
+
+    try:
+        parts = dict(p.split("=", 1) for p in post.header("X-RedFlag-Signature").split(","))
+        t = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    expected = hmac.new(secret, f"{t}.".encode() + post.body, hashlib.sha256).hexdigest()
+    return abs(time.time() - t) <= tolerance and hmac.compare_digest(expected, parts.get("v1", ""))
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:48]
 
@@ -141,12 +160,15 @@ class Outbox:
         self._emails = 0
         self._cs = 0
         self._seq = 0
+        self._lock = threading.Lock()
         folder.mkdir(parents=True, exist_ok=True)
 
     def _write(self, now: float, kind: str, ids: dict[str, str], suffix: str, data: bytes) -> Path:
-        self._seq += 1
+        with self._lock:  # the receiver writes from its own thread
+            self._seq += 1
+            seq = self._seq
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S")
-        name = f"{stamp}-{self._seq:06d}-{kind}-{_safe(ids.get('task', 'alert'))}{suffix}"
+        name = f"{stamp}-{seq:06d}-{kind}-{_safe(ids.get('task', 'alert'))}{suffix}"
         path = self.folder / name
         tmp = path.with_name(f".{name}.tmp")
         tmp.write_bytes(data)
@@ -187,6 +209,27 @@ class Outbox:
         self._cs = len(topic.sent_notifications)
         return written
 
+    def received(self, now: float, kind: str, post: Post, signature: str | None) -> Path:
+        """A Slack message or a signed webhook POST the local receiver got: path, the headers that
+        matter, whether the signature holds, and the JSON body."""
+        try:
+            body: Any = json.loads(post.body)
+        except ValueError:
+            body = post.body.decode(errors="replace")
+        keep = ("Content-Type", "User-Agent", "X-RedFlag-Signature")
+        doc = {"path": post.path, "headers": {k: post.header(k) for k in keep if post.header(k)}, "body": body}
+        ids = {"task": "slack"}
+        if kind == "webhook" and isinstance(body, dict):
+            doc["signature"] = signature
+            ids = {"user": str(body.get("user_id") or body.get("account_id")), "task": str(body.get("task"))}
+        path = self._write(now, kind, ids, ".json", json.dumps(doc, indent=2, ensure_ascii=False).encode())
+        extra = f" signature {signature}" if signature else ""
+        who = " ".join(f"{k}={escape(v)}" for k, v in ids.items()) if kind == "webhook" else ""
+        self.console.print(
+            f"[bold red]red flag[/] {kind:<7} {who}{escape(extra)} -> {escape(str(path))}".replace("  ", " ")
+        )
+        return path
+
     def _log(self, kind: str, ids: dict[str, str], path: Path) -> None:
         who = " ".join(f"{k}={escape(v)}" for k, v in ids.items() if k in ("user", "task", "instance", "severity"))
         self.console.print(f"[bold red]red flag[/] {kind:<5} {who} -> {escape(str(path))}")
@@ -211,10 +254,15 @@ class LocalServer:
         self.tick_seconds = tick_seconds
         # the loop below already sweeps every second: one pass per sweeper run, no waiting inside it
         once = {"SWEEP_MODE": "passes", "SWEEPS_PER_MINUTE": "1"}
-        self.stack = LocalStack(
-            clock_start=time.time(), env_overrides=once | ({} if verbose else QUIET), parameters=parameters
-        )
         self.outbox = Outbox(outbox, self.console)
+        # Slack's incoming webhook and the product's webhook, played by one local receiver
+        self.receiver = Receiver(on_post=self._received)
+        parameters = {"SlackWebhookParameter": SLACK_PARAMETER} | (parameters or {})
+        hooks = {} if "WebhookUrl" in parameters else {"WEBHOOK_URL": self.receiver.url(WEBHOOK_PATH)}
+        self.stack = LocalStack(
+            clock_start=time.time(), env_overrides=once | hooks | ({} if verbose else QUIET), parameters=parameters
+        )
+        self._webhook_secret = b""
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -222,11 +270,19 @@ class LocalServer:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> LocalServer:
+        self.receiver.start()
         with self.lock:
             self.stack.start()
             self.ingest = self.stack.template.function_for("events_to_timers")
             self.rules_path = self.stack.function_env[self.ingest]["RULES_PATH"]
             self.stack.put_rules(as_parameters(self.rules))  # type: ignore[arg-type]
+            if self.slack_on:
+                self.stack.put_slack_webhook(self.receiver.url(SLACK_PATH))
+            import boto3
+
+            secret = self.stack.function_env[self.stack.template.function_for("timers_to_alerts")]["WEBHOOK_SECRET_ARN"]
+            value = boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+            self._webhook_secret = value.encode()  # read now: the receiver's thread must not call moto
         self._ticker = threading.Thread(target=self._tick_loop, name="redflag-clock", daemon=True)
         self._ticker.start()
         return self
@@ -237,6 +293,19 @@ class LocalServer:
             self._ticker.join(timeout=5)
         with self.lock:
             self.stack.stop()
+        self.receiver.stop()
+
+    @property
+    def slack_on(self) -> bool:
+        return "CsAlertsToSlackFunction" in self.stack.functions
+
+    def _received(self, post: Post) -> None:
+        """A POST the functions made to the local receiver: into the outbox, the webhook's signature checked."""
+        kind = "slack" if post.path == SLACK_PATH else "webhook"
+        signature = None
+        if kind == "webhook":
+            signature = "valid" if verify_signature(self._webhook_secret, post) else "INVALID"
+        self.outbox.received(time.time(), kind, post, signature)
 
     def _sync_clock(self) -> float:
         gap = time.time() - self.stack.clock()
@@ -483,7 +552,13 @@ def run(
     console.print(f"  pipeline: template.yaml on moto, clock = wall clock, sweeper + stream every {tick_seconds:g} s")
     names = ", ".join(f"{t} ({r.threshold_seconds} s)" for t, r in sorted(rules.items())) or "none"
     console.print(f"  rules from {escape(str(rules_dir))} into SSM {app.rules_path}: {escape(names)}")
-    console.print(f"  alerts -> {escape(str(outbox))}/ (.eml per email, .json per CS alert)")
+    console.print(
+        f"  alerts -> {escape(str(outbox))}/ (.eml per email, .json per CS alert, Slack message, webhook POST)"
+    )
+    console.print(
+        f"  Slack and the product's webhook: a local receiver on {app.receiver.url('')} "
+        f"(Slack {'on' if app.slack_on else 'off'}; webhook signatures checked)"
+    )
     alerts_env = app.stack.function_env[app.stack.template.function_for("timers_to_alerts")]
     quiet, zone = alerts_env.get("QUIET_HOURS", ""), alerts_env.get("DEFAULT_TIMEZONE", "UTC")
     if quiet not in ("", "off"):

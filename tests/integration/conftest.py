@@ -104,6 +104,7 @@ def served(tmp_path_factory):
     rules = base / "rules"
     rules.mkdir()
     (rules / "quick.yaml").write_text(yaml.safe_dump(QUICK))
+    (rules / "quick_hook.yaml").write_text(yaml.safe_dump(QUICK | {"notify": ["webhook"]}))
     log = base / "serve.log"
     port = free_port()
     cmd = [sys.executable, "-m", "redflag_local.cli", "serve", "--port", str(port)]

@@ -52,6 +52,23 @@ def test_a_started_task_left_open_becomes_an_email_and_a_cs_alert(served):
     assert "ada.serve@example.com" not in log and "Ada Serve" not in log  # ids only, no PII
 
 
+def test_slack_messages_and_signed_webhook_posts_land_in_the_outbox(served):
+    status, body, _ = served.post(started("u-serve-hook", task="quick_hook", event_id="e-serve-hook"))
+    assert status == 202, body
+    hooks = wait_for_files(served.outbox, "*-webhook-*.json", lambda p: '"u-serve-hook"' in p.read_text())
+    assert len(hooks) == 1, served.output()
+    hook = json.loads(hooks[0].read_text())
+    assert hook["signature"] == "valid" and hook["headers"]["X-RedFlag-Signature"].startswith("t=")
+    assert (hook["body"]["type"], hook["body"]["task"]) == ("red_flag", "quick_hook")
+
+    served.post(started("u-serve-slack", task="quick", name="<!channel> Slacker", event_id="e-serve-slack"))
+    slack = wait_for_files(served.outbox, "*-slack-*.json", lambda p: "(u-serve-slack)" in p.read_text())
+    assert len(slack) == 1, served.output()
+    message = json.loads(slack[0].read_text())["body"]
+    assert message["blocks"][0]["type"] == "header" and "<!channel>" not in json.dumps(message)
+    assert "signature valid" in served.output() and "-> " in served.output()
+
+
 ERROR_CASES = [
     ('{"events": [', "/v1/events", "POST"),  # not JSON: 400
     ("", "/v1/events", "POST"),  # no body: 422

@@ -18,8 +18,10 @@ def test_the_demo_shows_every_scene():
     assert story["deferred_until"] == "08:00 Tokyo" and story["deferred_sent"]
     assert story["inactivity_flag"]
     assert story["usage_drop"] == "acme"
+    assert story["slack_posts"] == story["cs_alerts"] > 0  # one Slack message per CS alert, really POSTed
     text = out.getvalue()
     assert "learned threshold takes over" in text and "Where users struggle" in text
     assert "of those held out" in text
+    assert "#customer-success" in text and "Escalation: user alan" in text
     rows = {(r.task, r.segment) for r in story["report"].tasks}
     assert ("create_landing_page", "all") in rows and ("create_landing_page", "power_user") in rows

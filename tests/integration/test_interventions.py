@@ -4,14 +4,13 @@ once, the holdout holds out, templates render, the webhook is signed, CS can spe
 import hashlib
 import hmac
 import json
-import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from zoneinfo import ZoneInfo
 
 import boto3
 import pytest
 
+from redflag_local.receiver import Receiver
 from redflag_local.stack import LocalStack
 
 PAGE = {"label": "creating a landing page", "threshold_seconds": 600}
@@ -102,23 +101,8 @@ def test_a_rule_template_reaches_the_real_email():
 @pytest.fixture
 def receiver():
     """A product endpoint on 127.0.0.1 that records what it is sent."""
-    got = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append((self.headers, body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/redflag", got
-    server.shutdown()
+    with Receiver() as rx:
+        yield rx.url("/redflag"), rx
 
 
 def test_the_webhook_gets_a_signed_post_the_product_can_verify(receiver):
@@ -127,10 +111,11 @@ def test_the_webhook_gets_a_signed_post_the_product_can_verify(receiver):
         stack.put_rules({"page": PAGE | {"notify": ["webhook", "cs"]}})
         stack.post_events(started("ada", account_id="acme"))
         stack.tick(601)
-        ((headers, body),) = got
+        (post,) = got.posts
+        body = post.body
         secret_arn = stack.function_env["TimersToAlertsFunction"]["WEBHOOK_SECRET_ARN"]
         secret = boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"].encode()
-        parts = dict(p.split("=", 1) for p in headers["X-RedFlag-Signature"].split(","))
+        parts = dict(p.split("=", 1) for p in post.header("X-RedFlag-Signature").split(","))
         expected = hmac.new(secret, f"{parts['t']}.".encode() + body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(expected, parts["v1"])
         payload = json.loads(body)
@@ -138,7 +123,7 @@ def test_the_webhook_gets_a_signed_post_the_product_can_verify(receiver):
         assert "ada@example.com" not in body.decode()
         assert stack.emails() == []  # notify had no "user"
         stack.deliver_stream(stack.read_stream())
-        assert len(got) == 1
+        assert len(got.posts) == 1
 
 
 def test_cs_can_speak_aws_chatbot():
