@@ -68,9 +68,11 @@ bandit: $(BIN)/.installed
 
 security: checkov bandit
 
+# the suite on two workers (this machine's cores), each taking whole test files: a file's fixtures
+# (one deployed stack, one `redflag serve`) are built once
 test: install
 	@$(MAKE) --no-print-directory lint security
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 openapi: $(BIN)/.installed
 	$(BIN)/python -m redflag_local.openapi > docs/openapi.json

@@ -144,9 +144,11 @@ def derive(r: Report) -> None:
         d["alert_batch_full"] = batch.wall
         d["alert_batch_lambda"] = batch.on_lambda(mem["alerts"])
         d["alert_batches"] = math.ceil(BURST / al["batch_size"])
-        d["alert_drain_lambda"] = d["alert_batches"] * d["alert_batch_lambda"]  # one shard, PF 1 (the template)
-        d["alert_drain_full"] = d["alert_batches"] * batch.wall
-        d["alert_parallel_needed"] = math.ceil(d["alert_drain_lambda"] / WITHIN)
+        pf = d["alert_parallelization"] = alert_parallelization()
+        # one stream shard (a table this size has one); the template's ParallelizationFactor batches at once
+        d["alert_drain_lambda"] = math.ceil(d["alert_batches"] / pf) * d["alert_batch_lambda"]
+        d["alert_drain_full"] = math.ceil(d["alert_batches"] / pf) * batch.wall
+        d["alert_parallel_needed"] = math.ceil(d["alert_batches"] * d["alert_batch_lambda"] / WITHIN)
         d["alert_seconds_per_flag"] = d["alert_batch_lambda"] / al["batch_size"]
     if r.calls is not None:
         wru = r.calls.wru
@@ -170,6 +172,17 @@ def derive(r: Report) -> None:
             delay=DELAY,
             measured=["all"],
         )
+
+
+def alert_parallelization() -> int:
+    """The alerts stream mapping's ParallelizationFactor with the template's defaults."""
+    from redflag_local.template import Template
+
+    t = Template()
+    value = t.function_event("TimersToAlertsFunction", "DynamoDB").get("ParallelizationFactor", 1)
+    if isinstance(value, dict) and "Ref" in value:
+        value = t.sam["Parameters"][value["Ref"]]["Default"]
+    return int(value)
 
 
 def _step(r: Report, name: str):
@@ -274,7 +287,7 @@ def goals(r: Report) -> list[Goal]:
                 f"{extra_text or 'nothing else'}; {channels:g} channels a flag); "
                 f"{d['alert_batches']} batches x {d['alert_batch_lambda']:.1f} s "
                 f"at {r.latency.memory['alerts']} MB = {d['alert_drain_lambda']:.0f} s on one shard at "
-                f"ParallelizationFactor 1 ({d['alert_drain_full']:.0f} s at a full vCPU)",
+                f"ParallelizationFactor {d['alert_parallelization']} ({d['alert_drain_full']:.0f} s at a full vCPU)",
                 per_channel <= 3 and d["alert_drain_lambda"] <= WITHIN,
             )
         )

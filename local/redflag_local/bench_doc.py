@@ -160,7 +160,8 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
             f"call: {d['alert_batch_lambda']:.1f} s modelled at {mem['alerts']} MB. The records of a batch are "
             f"handled one after another (the two channels of a record at once). {BURST:,} flags = "
             f"{d['alert_batches']} batches: **{d['alert_drain_lambda']:.0f} s** on one stream shard at the "
-            f"template's ParallelizationFactor of 1 ({d['alert_drain_full']:.0f} s at a full vCPU)"
+            f"template's ParallelizationFactor of {d['alert_parallelization']} ({d['alert_drain_full']:.0f} s at a "
+            "full vCPU)"
             + (
                 "."
                 if d["alert_drain_lambda"] <= WITHIN
