@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -189,136 +188,132 @@ def _step(r: Report, name: str):
     return next((s for s in r.calls.steps if s.name.startswith(name)), None)
 
 
-def goals(r: Report) -> list[Goal]:
-    d = r.derived
-    out = []
-    if r.calls is not None:
-        rows = [s for s in r.calls.steps if s.name in ("task_started (new timer)", "task_completed")]
-        reads = max(s.calls[k] for s in rows for k in s.calls if k[1] == "BatchGetItem")
-        writes = max(s.calls[k] / s.units for s in rows for k in s.calls if k[1] == "PutItem")
-        other = sorted({k[1] for s in rows for k in s.calls} - {"BatchGetItem", "PutItem"})
-        out.append(
-            Goal(
-                "DynamoDB calls per event",
-                "<= 1 read per request (batched) + 1 conditional write per event",
-                f"{reads} BatchGetItem per {rows[0].units}-event request + {writes:g} PutItem per event"
-                + (f"; also {', '.join(other)}" if other else ""),
-                reads <= 1 and writes <= 1 and not other,
-            )
-        )
-        out.append(
-            Goal(
-                "write units per tracked task (start + finish)",
-                "<= 4 with event_id dedupe on",
-                f"{d['wru_task']:g} WRU (items {r.calls.sizes['timer armed (event_id on)']:.0f} B armed, "
-                f"{r.calls.sizes['timer completed']:.0f} B completed; 2 of them the due index)",
-                d["wru_task"] <= 4,
-            )
-        )
-    else:
-        out += [Goal("DynamoDB calls per event", "<= 1 read/request + 1 write/event", "-", None)]
-        out += [Goal("write units per tracked task", "<= 4", "-", None)]
-    if r.latency is not None:
-        added = max(d["added_starts"], d["added_completions"])
-        out.append(
-            Goal(
-                "a 100-event request, time added at 5 ms a call",
-                "<= 0.1 s",
-                f"+{added * 1000:.0f} ms (starts +{d['added_starts'] * 1000:.0f}, completions "
-                f"+{d['added_completions'] * 1000:.0f}); whole request {d['request_lambda']:.2f} s modelled at "
-                f"{r.latency.memory['events']} MB",
-                added <= 0.1,
-            )
-        )
-        out.append(
-            Goal(
-                "ingest CPU, 1,000 events vs a bare put_item loop",
-                "<= 1.3x",
-                f"{d['ingest_ratio']:.2f}x at the shipped 16-wide pool ({d['ingest_ratio_1']:.2f}x one wide)",
-                d["ingest_ratio"] <= 1.3,
-            )
-        )
-    else:
-        out += [Goal("a 100-event request at 5 ms a call", "<= 0.1 s", "-", None)]
-        out += [Goal("ingest CPU vs bare put_item loop", "<= 1.3x", "-", None)]
-    if r.calls is not None and r.latency is not None:
-        sweep = _step(r, "sweeper")
-        updates = sum(n for k, n in sweep.calls.items() if k[1] == "UpdateItem") / sweep.units
-        out.append(
-            Goal(
-                "sweeper: per due timer; 100,000 due flagged",
-                "1 conditional UpdateItem; within 60 s (latency model)",
-                f"{updates:g} UpdateItem per timer; {d['sweep_workers']} workers (DueShards "
-                f"{d['sweep_shards']}) x {d['sweep_rate_lambda']:.0f} flags/s at {r.latency.memory['sweeper']} MB"
-                f" = {d['sweep_goal_seconds']:.0f} s ({d['sweep_goal_seconds_full']:.0f} s at a full vCPU)",
-                updates <= 1 and d["sweep_goal_seconds"] <= WITHIN,
-            )
-        )
-    else:
-        out.append(Goal("sweeper per due timer; 100,000 in 60 s", "1 UpdateItem; <= 60 s", "-", None))
-    look = next((x for x in r.lateness if x.config.startswith("look-ahead")), None)
-    out.append(
-        Goal(
-            "alert lateness p99 (bench model, look-ahead)",
-            "<= 2 s",
-            f"p99 {look.pct(0.99):.1f} s, max {max(look.lateness):.1f} s ({look.timers} timers, delivery 1-2 s)"
-            if look and look.lateness
-            else "-",
-            (look.pct(0.99) <= 2.0 and look.ok) if look and look.lateness else None,
-        )
+Figure = tuple[str, bool | None] | None  # what was measured and whether it meets the goal; None: not measured
+
+
+def _calls_per_event(r: Report, d: dict[str, Any]) -> Figure:
+    if r.calls is None:
+        return None
+    rows = [s for s in r.calls.steps if s.name in ("task_started (new timer)", "task_completed")]
+    reads = max(s.calls[k] for s in rows for k in s.calls if k[1] == "BatchGetItem")
+    writes = max(s.calls[k] / s.units for s in rows for k in s.calls if k[1] == "PutItem")
+    other = sorted({k[1] for s in rows for k in s.calls} - {"BatchGetItem", "PutItem"})
+    figure = f"{reads} BatchGetItem per {rows[0].units}-event request + {writes:g} PutItem per event"
+    return figure + (f"; also {', '.join(other)}" if other else ""), reads <= 1 and writes <= 1 and not other
+
+
+def _write_units(r: Report, d: dict[str, Any]) -> Figure:
+    if r.calls is None:
+        return None
+    sizes = r.calls.sizes
+    return (
+        f"{d['wru_task']:g} WRU (items {sizes['timer armed (event_id on)']:.0f} B armed, "
+        f"{sizes['timer completed']:.0f} B completed; 2 of them the due index)",
+        d["wru_task"] <= 4,
     )
-    if r.calls is not None and r.latency is not None:
-        alerts = _step(r, "alerts")
-        sends = sum(n for k, n in alerts.calls.items() if k[1] in ("SendEmail", "Publish", "SendRawEmail"))
-        channels = sends / alerts.units
-        per_channel = sum(alerts.calls.values()) / max(1, sends)
-        own = [k for k in alerts.calls if k[2] == "IdempotencyTable" or k[1] in ("SendEmail", "Publish")]
-        core = sum(alerts.calls[k] for k in own) / max(1, sends)
-        extra = {k: n / alerts.units for k, n in alerts.calls.items() if k not in own}
-        extra_text = ", ".join(f"{v:g} {(k[2] + ' ') if k[2] else ''}{k[1]}" for k, v in sorted(extra.items()))
-        d["alert_calls_per_channel"] = per_channel
-        d["alert_calls_core"] = core
-        d["alert_calls_extra"] = extra_text
-        out.append(
-            Goal(
-                "AWS calls per alert channel; a 5,000-flag burst drained",
-                "<= 3, channels concurrent; within 60 s (latency model)",
-                f"{per_channel:.1f} calls a channel ({core:g} idempotency put + send + update, and per red flag "
-                f"{extra_text or 'nothing else'}; {channels:g} channels a flag); "
-                f"{d['alert_batches']} batches x {d['alert_batch_lambda']:.1f} s "
-                f"at {r.latency.memory['alerts']} MB = {d['alert_drain_lambda']:.0f} s on one shard at "
-                f"ParallelizationFactor {d['alert_parallelization']} ({d['alert_drain_full']:.0f} s at a full vCPU)",
-                per_channel <= 3 and d["alert_drain_lambda"] <= WITHIN,
-            )
-        )
-    else:
-        out.append(Goal("AWS calls per alert channel; 5,000-flag burst", "<= 3; <= 60 s", "-", None))
-    if r.cold is not None:
-        worst = max(r.cold.handlers, key=lambda f: r.cold.ratio(f))
-        out.append(
-            Goal(
-                "cold start: handler import vs import boto3 + one client",
-                "<= 1.5x, botocore not in the layer",
-                f"worst {worst} {r.cold.ratio(worst):.2f}x ("
-                + ", ".join(f"{f.split('_')[0]} {r.cold.ratio(f):.2f}x" for f in r.cold.handlers)
-                + f"); was {max(r.cold.handlers[f]['before'] / r.cold.baseline for f in r.cold.handlers):.2f}x",
-                r.cold.ratio(worst) <= 1.5,
-            )
-        )
-    else:
-        out.append(Goal("cold start vs import boto3 + one client", "<= 1.5x", "-", None))
-    if r.cost:
-        batched = r.cost[0]
-        out.append(
-            Goal(
-                "cost per million tracked tasks (API + Lambda + DynamoDB)",
-                "<= $3.00 batched with event_id",
-                f"${batched.total:.2f} batched; ${r.cost[1].total:.2f} one request per event; naive "
-                f"${r.cost[2].total:.2f} / ${r.cost[3].total:.2f}"
-                + ("" if r.inputs else " (defaults: model section not run)"),
-                batched.total <= 3.0 if r.inputs else None,
-            )
-        )
+
+
+def _request_latency(r: Report, d: dict[str, Any]) -> Figure:
+    if r.latency is None:
+        return None
+    added = max(d["added_starts"], d["added_completions"])
+    return (
+        f"+{added * 1000:.0f} ms (starts +{d['added_starts'] * 1000:.0f}, completions "
+        f"+{d['added_completions'] * 1000:.0f}); whole request {d['request_lambda']:.2f} s modelled at "
+        f"{r.latency.memory['events']} MB",
+        added <= 0.1,
+    )
+
+
+def _ingest_cpu(r: Report, d: dict[str, Any]) -> Figure:
+    if r.latency is None:
+        return None
+    figure = f"{d['ingest_ratio']:.2f}x at the shipped 16-wide pool ({d['ingest_ratio_1']:.2f}x one wide)"
+    return figure, d["ingest_ratio"] <= 1.3
+
+
+def _sweeper(r: Report, d: dict[str, Any]) -> Figure:
+    if r.calls is None or r.latency is None:
+        return None
+    sweep = _step(r, "sweeper")
+    updates = sum(n for k, n in sweep.calls.items() if k[1] == "UpdateItem") / sweep.units
+    return (
+        f"{updates:g} UpdateItem per timer; {d['sweep_workers']} workers (DueShards {d['sweep_shards']}) x "
+        f"{d['sweep_rate_lambda']:.0f} flags/s at {r.latency.memory['sweeper']} MB = {d['sweep_goal_seconds']:.0f} s"
+        f" ({d['sweep_goal_seconds_full']:.0f} s at a full vCPU)",
+        updates <= 1 and d["sweep_goal_seconds"] <= WITHIN,
+    )
+
+
+def _lateness(r: Report, d: dict[str, Any]) -> Figure:
+    look = next((x for x in r.lateness if x.config.startswith("look-ahead")), None)
+    if look is None or not look.lateness:
+        return None
+    figure = f"p99 {look.pct(0.99):.1f} s, max {max(look.lateness):.1f} s ({look.timers} timers, delivery 1-2 s)"
+    return figure, look.pct(0.99) <= 2.0 and look.ok
+
+
+def _alert_calls(r: Report, d: dict[str, Any]) -> Figure:
+    if r.calls is None or r.latency is None:
+        return None
+    alerts = _step(r, "alerts")
+    sends = sum(n for k, n in alerts.calls.items() if k[1] in ("SendEmail", "Publish", "SendRawEmail"))
+    per_channel = sum(alerts.calls.values()) / max(1, sends)
+    own = [k for k in alerts.calls if k[2] == "IdempotencyTable" or k[1] in ("SendEmail", "Publish")]
+    core = sum(alerts.calls[k] for k in own) / max(1, sends)
+    extra = {k: n / alerts.units for k, n in alerts.calls.items() if k not in own}
+    extra_text = ", ".join(f"{v:g} {(k[2] + ' ') if k[2] else ''}{k[1]}" for k, v in sorted(extra.items()))
+    return (
+        f"{per_channel:.1f} calls a channel ({core:g} idempotency put + send + update, and per red flag "
+        f"{extra_text or 'nothing else'}; {sends / alerts.units:g} channels a flag); {d['alert_batches']} batches x "
+        f"{d['alert_batch_lambda']:.1f} s at {r.latency.memory['alerts']} MB = {d['alert_drain_lambda']:.0f} s on "
+        f"one shard at ParallelizationFactor {d['alert_parallelization']} ({d['alert_drain_full']:.0f} s at a full "
+        "vCPU)",
+        per_channel <= 3 and d["alert_drain_lambda"] <= WITHIN,
+    )
+
+
+def _cold_start(r: Report, d: dict[str, Any]) -> Figure:
+    if r.cold is None:
+        return None
+    cold = r.cold
+    worst = max(cold.handlers, key=cold.ratio)
+    each = ", ".join(f"{f.split('_')[0]} {cold.ratio(f):.2f}x" for f in cold.handlers)
+    before = max(cold.handlers[f]["before"] / cold.baseline for f in cold.handlers)
+    return f"worst {worst} {cold.ratio(worst):.2f}x ({each}); was {before:.2f}x", cold.ratio(worst) <= 1.5
+
+
+def _cost(r: Report, d: dict[str, Any]) -> Figure:
+    if not r.cost:
+        return None
+    c = r.cost
+    figure = f"${c[0].total:.2f} batched; ${c[1].total:.2f} one request per event; naive ${c[2].total:.2f} / "
+    figure += f"${c[3].total:.2f}" + ("" if r.inputs else " (defaults: model section not run)")
+    return figure, c[0].total <= 3.0 if r.inputs else None
+
+
+GOALS = [  # the table: measure, goal, how this run measured it
+    ("DynamoDB calls per event", "<= 1 read per request (batched) + 1 conditional write per event", _calls_per_event),
+    ("write units per tracked task (start + finish)", "<= 4 with event_id dedupe on", _write_units),
+    ("a 100-event request, time added at 5 ms a call", "<= 0.1 s", _request_latency),
+    ("ingest CPU, 1,000 events vs a bare put_item loop", "<= 1.3x", _ingest_cpu),
+    ("sweeper: per due timer; 100,000 due flagged", "1 conditional UpdateItem; within 60 s (latency model)", _sweeper),
+    ("alert lateness p99 (bench model, look-ahead)", "<= 2 s", _lateness),
+    (
+        "AWS calls per alert channel; a 5,000-flag burst drained",
+        "<= 3, channels concurrent; within 60 s (latency model)",
+        _alert_calls,
+    ),
+    ("cold start: handler import vs import boto3 + one client", "<= 1.5x, botocore not in the layer", _cold_start),
+    ("cost per million tracked tasks (API + Lambda + DynamoDB)", "<= $3.00 batched with event_id", _cost),
+]
+
+
+def goals(r: Report) -> list[Goal]:
+    out = []
+    for measure, goal, measured in GOALS:
+        figure = measured(r, r.derived)
+        out.append(Goal(measure, goal, *(figure or ("-", None))))
     return out
 
 
@@ -335,30 +330,16 @@ def goal_table(goals: list[Goal], markdown: bool = False) -> str:
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
     from importlib.metadata import version
 
-    dirty = git("status", "--porcelain")
+    from redflag_local.host import commit, cpu_model
+
     return {
-        "cpu": f"{cpu}, {os.cpu_count()} cores, {platform.machine()}",
+        "cpu": f"{cpu_model()}, {os.cpu_count()} cores, {platform.machine()}",
         "python": platform.python_version(),
         "moto": version("moto"),
         "botocore": version("botocore"),
-        "commit": (git("rev-parse", "--short", "HEAD") or "unknown") + (" + uncommitted changes" if dirty else ""),
+        "commit": commit(" + uncommitted changes"),
     }
 
 

@@ -77,25 +77,18 @@ def per_million(i: Inputs, p: dict[str, float] | None = None) -> list[Line]:
         "DynamoDB writes": TASKS * i.wru_per_task * p["dynamodb_wru"],
         "DynamoDB reads": TASKS * i.rru_per_task * p["dynamodb_rru"],
     }
-    batched_requests = events / BATCH
-    batched = Line(
-        "this design, 100 events a request",
-        {
-            "API Gateway (REST)": batched_requests * p["apigw_rest_request"],
-            "Lambda requests": batched_requests * p["lambda_request"],
-            "Lambda duration": batched_requests * lambda_usd(i.request_seconds, i.events_memory_mb, p),
+
+    def front_door(design: str, requests: float, seconds: float, store: dict[str, float]) -> Line:
+        """API Gateway and Lambda for ``requests`` of ``seconds`` each, plus the store's lines."""
+        front = {
+            "API Gateway (REST)": requests * p["apigw_rest_request"],
+            "Lambda requests": requests * p["lambda_request"],
+            "Lambda duration": requests * lambda_usd(seconds, i.events_memory_mb, p),
         }
-        | ddb,
-    )
-    single = Line(
-        "this design, 1 event a request",
-        {
-            "API Gateway (REST)": events * p["apigw_rest_request"],
-            "Lambda requests": events * p["lambda_request"],
-            "Lambda duration": events * lambda_usd(i.single_seconds, i.events_memory_mb, p),
-        }
-        | ddb,
-    )
+        return Line(design, front | store)
+
+    batched = front_door("this design, 100 events a request", events / BATCH, i.request_seconds, ddb)
+    single = front_door("this design, 1 event a request", events, i.single_seconds, ddb)
     share = min(1.0, i.events_memory_mb / 1769)
     # naive: 3 calls per event in sequence, each the injected delay + its client CPU (stretched by the share)
     naive_event = 3 * (i.delay + i.call_cpu_seconds / share) + i.event_cpu_seconds / share
@@ -106,16 +99,9 @@ def per_million(i: Inputs, p: dict[str, float] | None = None) -> list[Line]:
         "SSM GetParameter (higher throughput)": events * p["ssm_higher_throughput_request"],
     }
     naive = [
-        Line(
-            f"naive design, {n} event{'s' if n > 1 else ''} a request",
-            {
-                "API Gateway (REST)": events / n * p["apigw_rest_request"],
-                "Lambda requests": events / n * p["lambda_request"],
-                "Lambda duration": events / n * lambda_usd(n * naive_event + 0.02, i.events_memory_mb, p),
-            }
-            | naive_ddb,
-        )
+        front_door(f"naive design, {n} event{'s' if n > 1 else ''} a request", events / n, seconds, naive_ddb)
         for n in (BATCH, 1)
+        for seconds in [n * naive_event + 0.02]
     ]
     return [batched, single, *naive]
 

@@ -82,23 +82,13 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
         for s in r.calls.steps:
             per = ", ".join(f"{v:g} {k}" for k, v in s.per_unit().items()) or "none"
             out.append(f"| {s.name} | {s.units} | {per} |")
-        out += [
-            "",
-            "Item sizes (DynamoDB's rules: attribute names + values), from the items moto holds:",
-            "",
-            "| item | bytes |",
-            "|---|---|",
-        ]
-        out += [f"| {k} | {v:.0f} |" for k, v in r.calls.sizes.items()]
-        out += [
-            "",
+        sizes = "Item sizes (DynamoDB's rules: attribute names + values), from the items moto holds:"
+        out += _table(sizes, ("item", "bytes"), [(k, f"{v:.0f}") for k, v in r.calls.sizes.items()])
+        units = (
             "Write units (1 per KB of the larger of the item before and after; the `KEYS_ONLY` due index: "
-            "1 when an entry appears, 1 when it goes):",
-            "",
-            "| write | WRU |",
-            "|---|---|",
-        ]
-        out += [f"| {k} | {v:g} |" for k, v in r.calls.wru.items()]
+            "1 when an entry appears, 1 when it goes):"
+        )
+        out += _table(units, ("write", "WRU"), [(k, f"{v:g}") for k, v in r.calls.wru.items()])
         out += [
             "",
             f"**{d['wru_task']:g} WRU per tracked task** (start + completion, index entry twice) and 2 RRU "
@@ -268,3 +258,9 @@ def _memory_for(d: dict[str, Any], goal: int, within: float, memory_mb: int) -> 
     cpu_per_flag = d["sweep_cpu_per_flag"]
     share = min(1.0, rate_needed * cpu_per_flag)
     return int(math.ceil(share * FULL_VCPU_MB / 64) * 64)
+
+
+def _table(intro: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """A paragraph, then a markdown table of ``rows``."""
+    out = ["", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(row) + " |" for row in rows]

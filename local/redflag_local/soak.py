@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from redflag_local.host import commit, cpu_model
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "soak.md"
 FIGURE_PREFIXES = ("fuzz:", "soak:")
@@ -135,28 +137,7 @@ def _print_fault_run(run: dict[str, Any]) -> None:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def commit() -> str:
-    head = _git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return f"{head} (with uncommitted changes)" if dirty else head
-
-
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     memory = ""
     try:
         kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
@@ -165,8 +146,8 @@ def machine() -> str:
         pass
     load = ", load average at start {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     return (
-        f"{platform.system()} {platform.release()} ({platform.machine()}), {os.cpu_count()} CPUs ({cpu}){memory}, "
-        f"Python {platform.python_version()}{load}"
+        f"{platform.system()} {platform.release()} ({platform.machine()}), {os.cpu_count()} CPUs ({cpu_model()})"
+        f"{memory}, Python {platform.python_version()}{load}"
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ TEMPLATE = ROOT / "template.yaml"
 class _NoManagedPolicies:
     def load(self) -> dict[str, str]:
         return {}
+
+
+_TAUGHT: list[type] = []
 
 
 def _teach_moto_cloudformation() -> None:
@@ -43,107 +47,88 @@ def _teach_moto_cloudformation() -> None:
     if "AWS::CloudWatch::Alarm" in parsing.get_model_map():
         return
 
-    class Created:  # a mixin: moto registers only direct subclasses of CloudFormationModel
-        def __init__(self, physical_id: str) -> None:
-            self.physical_resource_id = physical_id
+    Create = Callable[[str, dict[str, Any], str, str], str]  # (name, properties, account, region) -> physical id
 
-        @classmethod
-        def has_cfn_attr(cls, attr: str) -> bool:
-            return False
+    def model(cfn_type: str, create: Create, name_type: str = "") -> type:
+        """A resource type moto's CloudFormation creates with ``create`` (moto registers only direct
+        subclasses of CloudFormationModel: one is defined per type)."""
 
-    class Alarm(Created, CloudFormationModel):
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return "AlarmName"
+        class Model(CloudFormationModel):
+            def __init__(self, physical_id: str) -> None:
+                self.physical_resource_id = physical_id
 
-        @staticmethod
-        def cloudformation_type() -> str:
-            return "AWS::CloudWatch::Alarm"
+            @classmethod
+            def has_cfn_attr(cls, attr: str) -> bool:
+                return False
 
-        @classmethod
-        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
-            p = cloudformation_json["Properties"]
-            cloudwatch_backends[account_id][region_name].put_metric_alarm(
-                name=resource_name,
-                namespace=p.get("Namespace"),
-                metric_name=p.get("MetricName"),
-                comparison_operator=p["ComparisonOperator"],
-                evaluation_periods=int(p["EvaluationPeriods"]),
-                datapoints_to_alarm=p.get("DatapointsToAlarm"),
-                period=int(p["Period"]) if "Period" in p else None,
-                threshold=float(p["Threshold"]),
-                statistic=p.get("Statistic"),
-                description=p.get("AlarmDescription"),
-                dimensions=p.get("Dimensions", []),
-                alarm_actions=p.get("AlarmActions", []),
-                ok_actions=p.get("OKActions", []),
-                treat_missing_data=p.get("TreatMissingData"),
-            )
-            return cls(resource_name)
+            @staticmethod
+            def cloudformation_name_type() -> str:
+                return name_type
 
-    class Subscription(Created, CloudFormationModel):
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return ""
+            @staticmethod
+            def cloudformation_type() -> str:
+                return cfn_type
 
-        @staticmethod
-        def cloudformation_type() -> str:
-            return "AWS::SNS::Subscription"
+            @classmethod
+            def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+                props = cloudformation_json.get("Properties", {})
+                return cls(create(resource_name, props, account_id, region_name))
 
-        @classmethod
-        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
-            p = cloudformation_json["Properties"]
-            sub = sns_backends[account_id][region_name].subscribe(p["TopicArn"], p["Endpoint"], p["Protocol"])
-            return cls(sub.arn)
+        return Model
 
-    class Secret(Created, CloudFormationModel):
-        """AWS::SecretsManager::Secret with GenerateSecretString: a random value, as Secrets Manager makes."""
+    def alarm(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=name,
+            namespace=p.get("Namespace"),
+            metric_name=p.get("MetricName"),
+            comparison_operator=p["ComparisonOperator"],
+            evaluation_periods=int(p["EvaluationPeriods"]),
+            datapoints_to_alarm=p.get("DatapointsToAlarm"),
+            period=int(p["Period"]) if "Period" in p else None,
+            threshold=float(p["Threshold"]),
+            statistic=p.get("Statistic"),
+            description=p.get("AlarmDescription"),
+            dimensions=p.get("Dimensions", []),
+            alarm_actions=p.get("AlarmActions", []),
+            ok_actions=p.get("OKActions", []),
+            treat_missing_data=p.get("TreatMissingData"),
+        )
+        return name
 
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return "Name"
+    def subscription(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        return sns_backends[account_id][region_name].subscribe(p["TopicArn"], p["Endpoint"], p["Protocol"]).arn
 
-        @staticmethod
-        def cloudformation_type() -> str:
-            return "AWS::SecretsManager::Secret"
+    def secret(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        """GenerateSecretString: a random value, as Secrets Manager makes."""
+        import secrets
 
-        @classmethod
-        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
-            import secrets
+        from moto.secretsmanager.models import secretsmanager_backends
 
-            from moto.secretsmanager.models import secretsmanager_backends
+        length = int(p.get("GenerateSecretString", {}).get("PasswordLength", 32))
+        value = p.get("SecretString") or secrets.token_urlsafe(length)[:length]
+        made = secretsmanager_backends[account_id][region_name].create_secret(
+            name=name, secret_string=value, secret_binary=None, description=p.get("Description"),
+            tags=[], kms_key_id=None, client_request_token=None, replica_regions=[],
+            force_overwrite=False,
+        )  # fmt: skip
+        return json.loads(made)["ARN"]
 
-            p = cloudformation_json.get("Properties", {})
-            length = int(p.get("GenerateSecretString", {}).get("PasswordLength", 32))
-            value = p.get("SecretString") or secrets.token_urlsafe(length)[:length]
-            secret = secretsmanager_backends[account_id][region_name].create_secret(
-                name=resource_name, secret_string=value, secret_binary=None, description=p.get("Description"),
-                tags=[], kms_key_id=None, client_request_token=None, replica_regions=[],
-                force_overwrite=False,
-            )  # fmt: skip
-            return cls(json.loads(secret)["ARN"])
+    def event_invoke_config(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        """Retries and the on-failure destination of asynchronous invokes, put on the function."""
+        from moto.awslambda.models import lambda_backends
 
-    class EventInvokeConfig(Created, CloudFormationModel):
-        """AWS::Lambda::EventInvokeConfig (SAM's EventInvokeConfig): retries and the on-failure
-        destination of asynchronous invokes, put on the function through moto's Lambda."""
+        config = {k: v for k, v in p.items() if k not in ("FunctionName", "Qualifier")}
+        lambda_backends[account_id][region_name].put_function_event_invoke_config(p["FunctionName"], config)
+        return f"{p['FunctionName']}:$LATEST"
 
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return ""
-
-        @staticmethod
-        def cloudformation_type() -> str:
-            return "AWS::Lambda::EventInvokeConfig"
-
-        @classmethod
-        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
-            from moto.awslambda.models import lambda_backends
-
-            p = dict(cloudformation_json["Properties"])
-            function = p.pop("FunctionName")
-            p.pop("Qualifier", None)
-            lambda_backends[account_id][region_name].put_function_event_invoke_config(function, p)
-            return cls(f"{function}:$LATEST")
+    _TAUGHT.extend(  # held here: moto finds them through CloudFormationModel.__subclasses__(), weak references
+        [
+            model("AWS::CloudWatch::Alarm", alarm, "AlarmName"),
+            model("AWS::SNS::Subscription", subscription),
+            model("AWS::SecretsManager::Secret", secret, "Name"),
+            model("AWS::Lambda::EventInvokeConfig", event_invoke_config),
+        ]
+    )
 
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()
