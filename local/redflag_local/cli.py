@@ -138,6 +138,60 @@ DlqRegion = Annotated[str | None, typer.Option("--region", help="AWS region of t
 StackName = Annotated[str, typer.Option("--stack-name", help="The deployed CloudFormation stack")]
 
 
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    md = "md"
+
+
+@app.command()
+def report(
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="table, json or md")] = ReportFormat.table,
+    plot: Annotated[Path | None, typer.Option(dir_okay=False, help="Also draw the duration histograms (PNG)")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Report on `redflag demo`'s two weeks (run quietly)")] = False,
+    endpoint: Annotated[str, typer.Option(help="A running `redflag serve`")] = "http://127.0.0.1:3000",
+    profile: Annotated[str | None, typer.Option(help="AWS profile: report on a deployed stack")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region: report on a deployed stack")] = None,
+    stack_name: Annotated[str, typer.Option(help="The deployed stack's name")] = "redflag",
+) -> None:
+    """Where users struggle: per task and segment, per account; and did the email help (emailed vs held out).
+
+    From a running `redflag serve` (default), the demo's data (--demo), or a deployed stack
+    (--profile/--region: its StatsTable and rules, read with your credentials)."""
+    import time
+
+    from rich.console import Console
+
+    from redflag_local import report as report_mod
+
+    warnings.filterwarnings("ignore")
+    try:
+        if demo:
+            import io
+
+            from redflag_local import demo as demo_mod
+
+            found = demo_mod.run(speed=0, show=0, console=Console(file=io.StringIO()))["report"]
+        elif profile or region:
+            found = report_mod.from_aws(profile, region, stack_name, time.time())
+        else:
+            found = report_mod.from_server(endpoint)
+    except OSError as exc:
+        typer.echo(f"error: no `redflag serve` at {endpoint} ({exc}); start one, or use --demo or --profile", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # AWS errors: the class and its message (ids and names of resources, no data)
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    report_mod.render(found, fmt.value, Console(soft_wrap=fmt is not ReportFormat.table))
+    if plot is not None:
+        try:
+            report_mod.plot(found, plot)
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"wrote {plot}", err=True)
+
+
 class ParkedKind(StrEnum):
     stream_batch = "stream_batch"
     alert_rejected = "alert_rejected"

@@ -340,8 +340,9 @@ class LocalServer:
         if path == LOCAL_REPORT and method == "GET":
             from redflag_local.report import from_stack
 
-            with self.lock:
+            with self.lock:  # what the stream holds so far is folded first (alerts reach the outbox next tick)
                 self._sync_clock()
+                self.stack.deliver_stream()
                 report = from_stack(self.stack)
             return HttpAnswer(200, [("Content-Type", "application/json")], report.model_dump_json().encode())
         if path == LOCAL_RULES or path.startswith(LOCAL_RULES + "/"):

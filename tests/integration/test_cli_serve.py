@@ -168,3 +168,25 @@ def test_serve_refuses_to_start_on_bad_rules_or_a_busy_port(tmp_path):
         port = busy.getsockname()[1]
         result = CliRunner().invoke(app, ["serve", "--port", str(port), "--outbox", str(tmp_path / "o")])
     assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_redflag_report_reads_a_running_serve_and_draws_the_plot(served, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from redflag_local.cli import app as cli
+
+    begun = (datetime.now(UTC) - timedelta(seconds=0.5)).isoformat()
+    served.post({"events": [started("u-report", task="quick", occurred_at=begun, event_id="e-report-1"),
+                            {"type": "task_completed", "task": "quick", "user_id": "u-report",
+                             "event_id": "e-report-2"}]})  # fmt: skip
+    runner = CliRunner()
+    out = runner.invoke(
+        cli, ["report", "--endpoint", served.url, "--format", "json", "--plot", str(tmp_path / "r.png")]
+    )
+    assert out.exit_code == 0, out.output
+    rows = {(r["task"], r["segment"]): r for r in json.loads(out.stdout)["tasks"]}
+    assert rows[("quick", "all")]["completed"] >= 1
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    nobody = runner.invoke(cli, ["report", "--endpoint", "http://127.0.0.1:9"])
+    assert nobody.exit_code == 1 and "no `redflag serve` at http://127.0.0.1:9" in nobody.output
