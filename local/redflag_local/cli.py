@@ -13,6 +13,7 @@ import typer
 from redflag.events import EventType
 from redflag_local.events_send import RETRY_DELAYS
 from redflag_local.rules_cli import app as rules_app
+from redflag_local.rules_cli import preview as rules_preview
 from redflag_local.rules_files import RULES_DIR
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Red Flag: know when a user is struggling, while it still matters.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+app.command("preview")(rules_preview)
 OUTBOX = Path("outbox")
 
 

@@ -264,3 +264,54 @@ def pull_rules(target: Target) -> None:
         typer.echo(f"skipped {target.rules_path}/{task}: {why}", err=True)
     if report.skipped:
         raise typer.Exit(1)
+
+
+def preview(
+    task: Annotated[str, typer.Argument(help="The rule's task (rules/<task>.yaml)")],
+    rules_dir: RulesDir = RULES_DIR,
+    name: Annotated[str, typer.Option(help="user.name of the made-up user")] = "Ada Lovelace",
+    segment: Annotated[str | None, typer.Option(help="user.segment (picks a segment override)")] = None,
+    failures: Annotated[bool, typer.Option("--failures", help="Flagged by max_failures, not by time")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML part too")] = False,
+) -> None:
+    """Print the email a red flag of this rule sends, rendered with made-up values, as the alerts
+    function renders it (the rule's own template, or the default for the kind of struggle)."""
+    from redflag import alerts, timers
+    from redflag.events import EventType, UserInfo
+
+    rules = _valid_rules(rules_dir, sending=False)
+    if task not in rules:
+        typer.echo(f"no rule {task!r} in {_shown(rules_dir)}; there are: {', '.join(sorted(rules))}", err=True)
+        raise typer.Exit(1)
+    rule = rules[task].for_segment(segment)
+    if rule.kind == "usage_drop":
+        typer.echo(f"{task}: a usage_drop rule tells customer success only; it never emails a user")
+        raise typer.Exit(0)
+    if failures and not rule.max_failures:
+        typer.echo(f"{task}: the rule has no max_failures, so failures never flag it", err=True)
+        raise typer.Exit(1)
+    key = timers.TimerKey(user_id="u-preview", task=task)
+    user = UserInfo(email="ada@example.com", name=name, segment=segment)
+    t0 = 1_800_000_000.0
+    first = EventType.USER_ACTIVE if rule.kind == "inactivity" else EventType.TASK_STARTED
+    timer = timers.apply_event(None, key, first, t0, rule, t0, user).timer
+    if failures:
+        for i in range(1, (rule.max_failures or 0) + 1):
+            timer = timers.apply_event(timer, key, EventType.TASK_FAILED, t0 + 60 * i, rule, t0 + 60 * i, user).timer
+    else:
+        timer = timers.expire(timer, (timer.due_at or t0) if timer else t0)
+    email = (
+        alerts.compose_email(timer, None, lambda u, e: "https://example.com/Prod/v1/unsubscribe?token=…")
+        if timer
+        else None
+    )
+    if email is None:
+        typer.echo(f"{task}: this rule sends no email (notify: {', '.join(rule.notify)})", err=True)
+        raise typer.Exit(1)
+    console = Console(soft_wrap=True)
+    console.print(f"[bold]To:[/] {escape(email.to_name or '')} <{escape(email.to_address)}>")
+    console.print(f"[bold]Subject:[/] {escape(email.subject)}\n")
+    console.print(escape(email.text), highlight=False)
+    if html:
+        console.print("\n[bold]-- HTML --[/]")
+        console.print(escape(email.html), highlight=False)

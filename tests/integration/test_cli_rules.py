@@ -173,3 +173,28 @@ def test_push_diff_pull_against_the_local_server(served, tmp_path):
 def test_no_local_server_is_a_clear_error(tmp_path):
     result = rules("diff", "--endpoint", "http://127.0.0.1:9", "--rules-dir", str(RULES_DIR))
     assert result.exit_code == 1 and "no local Red Flag server at http://127.0.0.1:9" in result.output
+
+
+def test_preview_prints_the_rendered_email_of_a_rule(tmp_path):
+    template = {
+        "subject": "{first_name}, {task_label}?",
+        "text": "Hi {first_name}, {elapsed} on {task_label}. {help_url}",
+        "html": "<p>Hi <b>{first_name}</b></p>",
+    }
+    page = {"label": "pages & forms", "threshold_seconds": 600, "help_url": "https://h.example/p", "email": template}
+    weekly = {"label": "weekly", "kind": "usage_drop", "drop_percent": 50, "notify": ["cs"]}
+    write(tmp_path, page=page | {"max_failures": 2}, quiet=weekly)
+
+    def preview(*args):
+        return runner.invoke(app, ["preview", *args, "--rules-dir", str(tmp_path)], env=WIDE)
+
+    out = preview("page", "--name", "<b>Bo</b> Z", "--html")
+    assert out.exit_code == 0, out.output
+    assert "Subject: <b>Bo</b>, pages & forms?" in out.output  # a subject is text: encoded in the header, not escaped
+    assert "Hi <b>Bo</b>, 10 minutes on pages & forms. https://h.example/p" in out.output
+    assert "<p>Hi <b>&lt;b&gt;Bo&lt;/b&gt;</b></p>" in out.output  # the HTML part escapes the name
+    failures = preview("page", "--failures")
+    assert failures.exit_code == 0 and "Subject: Ada, pages & forms?" in failures.output
+    assert preview("quiet").output.startswith("quiet: a usage_drop")
+    missing = preview("nope")
+    assert missing.exit_code == 1 and "no rule 'nope'" in missing.output
