@@ -18,7 +18,7 @@ help:
 	@echo "make demo   - run the whole pipeline locally on moto (simulated clock)"
 	@echo "make test   - lint (ruff, cfn-lint), security (checkov, bandit), OpenAPI drift check and every pytest"
 	@echo "make serve  - local HTTP API on 127.0.0.1:3000 with real-time alerts into ./outbox"
-	@echo "make bench  - alert lateness: sweeper vs TTL-only"
+	@echo "make bench  - cost and speed: AWS calls, write units, latency model, alert lateness, cold start, cost -> docs/benchmarks.md (~4 min)"
 	@echo "make soak   - the slow suites at full size (fault run 10,000 tasks, fuzz 10,000, property 1,000; 20-40 min) -> docs/soak.md"
 	@echo "make build  - sam validate --lint && sam build (python3.13, arm64)"
 	@echo "make deploy - sam deploy --guided"

@@ -15,6 +15,7 @@ from redflag_local.events_send import RETRY_DELAYS
 from redflag_local.rules_cli import app as rules_app
 from redflag_local.rules_cli import preview as rules_preview
 from redflag_local.rules_files import RULES_DIR
+from redflag_local.users_cli import app as users_app
 
 if TYPE_CHECKING:
     from redflag_local.dlq import ReplayTarget
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Red Flag: know when a user is struggling, while it still matters.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.command("preview")(rules_preview)
+app.add_typer(users_app, name="users")
 OUTBOX = Path("outbox")
 
 
@@ -32,7 +34,7 @@ def main() -> None:
 
 @app.command()
 def demo(
-    users: int = typer.Option(24, min=1, max=2000, help="How many synthetic users"),
+    users: int = typer.Option(40, min=1, max=2000, help="How many synthetic landing-page users"),
     seed: int = typer.Option(7, help="Random seed for the traffic"),
     speed: float = typer.Option(600, min=0, help="Simulated seconds per real second (0 = no waiting)"),
     show: int = typer.Option(3, min=0, help="How many emails to print in full"),

@@ -110,7 +110,9 @@ class Demo:
         results = []
         for i in range(0, len(events), 100):
             status, body = self.stack.post_events({"events": list(events[i : i + 100])})
-            assert status == 202, body
+            refused = [r for r in body.get("results", []) if r["status"] in ("rejected", "retry")]
+            if status != 202 or refused:  # the demo's own events are all good: say so loudly if one is not
+                raise RuntimeError(f"the demo's events were refused: {status} {refused or body}")
             results += body["results"]
         self.stack.deliver_stream()
         return results
@@ -119,9 +121,10 @@ class Demo:
         self._seq += 1
         stamp = datetime.fromtimestamp(self.stack.clock() - minutes_ago * 60, UTC).isoformat()
         name = info.pop("name", None)
+        instance = {"instance_id": info.pop("instance_id")} if "instance_id" in info else {}
         user_info = {"email": f"{user}@example.com"} | ({"name": name} if name else {}) | info
         return {"type": kind, "task": task, "user_id": user, "occurred_at": stamp, "event_id": f"demo-{self._seq}",
-                "user": user_info}  # fmt: skip
+                "user": user_info} | instance  # fmt: skip
 
     def news(self) -> None:
         """Print what went out since the last look: one line per email and CS alert."""
@@ -226,10 +229,15 @@ class Demo:
         critical = [a for a in self.stack.cs_alerts(since=before) if a["message"].get("reason") == "escalation"]
         self.story.escalations = len(critical)
         emails_to_alan = [e for e in self.stack.emails() if e["message"]["X-RedFlag-Alert"].startswith("alan/")]
-        flags_of_alan = [a for a in self.stack.cs_alerts() if a["message"].get("user_id") == "alan"]
+        flags_of_alan = [
+            a
+            for a in self.stack.cs_alerts()
+            if a["message"].get("user_id") == "alan" and a["message"].get("reason") != "escalation"
+        ]
         self.story.capped = len(flags_of_alan) > len(emails_to_alan)
         self.say(
-            f"Alan: {len(flags_of_alan)} red flags, {len(emails_to_alan)} emails (the cap is 3 a day), "
+            f"Alan: {len(flags_of_alan)} red flags, {len(emails_to_alan)} emails (the cap is 3 a day: "
+            f"{len(flags_of_alan) - len(emails_to_alan)} capped), "
             f"{len(critical)} escalation(s) to CS"
         )
 

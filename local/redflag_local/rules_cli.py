@@ -149,7 +149,7 @@ def list_rules(rules_dir: RulesDir = RULES_DIR) -> None:
         table.add_column("segments")
     table.add_column("label")
     for task, r in sorted(rules.items()):
-        row = [task, r.kind, _threshold(r), f"{r.expected_seconds} s" if r.expected_seconds else ""]
+        row = [task, r.kind, threshold_text(r), f"{r.expected_seconds} s" if r.expected_seconds else ""]
         row += [",".join(r.notify), r.severity]
         if with_segments:
             row.append(_segments(r))
@@ -160,7 +160,8 @@ def list_rules(rules_dir: RulesDir = RULES_DIR) -> None:
         raise typer.Exit(1)
 
 
-def _threshold(rule: Rule) -> str:
+def threshold_text(rule: Rule) -> str:
+    """A rule's threshold in a few words (rules list, serve's banner)."""
     if rule.kind == "usage_drop":
         return f"weekly actives -{rule.drop_percent:g}%"
     if rule.threshold is not None:

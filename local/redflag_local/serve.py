@@ -49,6 +49,7 @@ from rich.markup import escape
 from redflag.events import TaskName, describe_errors
 from redflag.rules import Rule
 from redflag_local.receiver import Post, Receiver
+from redflag_local.rules_cli import threshold_text
 from redflag_local.rules_files import RULES_DIR, as_parameters, load_rules
 from redflag_local.stack import REGION, LocalStack, sample_event
 from redflag_local.template import Template
@@ -551,7 +552,7 @@ def run(
     bound_host, bound_port = httpd.server_address[:2]
     console.print(f"[bold]Red Flag local API[/]: POST http://{bound_host}:{bound_port}/v1/events")
     console.print(f"  pipeline: template.yaml on moto, clock = wall clock, sweeper + stream every {tick_seconds:g} s")
-    names = ", ".join(f"{t} ({r.threshold_seconds} s)" for t, r in sorted(rules.items())) or "none"
+    names = ", ".join(f"{t} ({threshold_text(r)})" for t, r in sorted(rules.items())) or "none"
     console.print(f"  rules from {escape(str(rules_dir))} into SSM {app.rules_path}: {escape(names)}")
     console.print(
         f"  alerts -> {escape(str(outbox))}/ (.eml per email, .json per CS alert, Slack message, webhook POST)"

@@ -449,3 +449,12 @@ def test_a_missing_setting_fails_at_cold_start_naming_it(stack, missing):
         stack.function_env[function] = env
         os.environ.clear()
         os.environ.update(saved)
+
+
+def test_the_redflag_command_has_the_users_commands():
+    from typer.testing import CliRunner
+
+    from redflag_local.cli import app
+
+    out = CliRunner().invoke(app, ["users", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and all(c in out.output for c in ("unsubscribe", "resubscribe", "erase"))

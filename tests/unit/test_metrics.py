@@ -105,6 +105,12 @@ def test_every_new_rule_field_is_validated_with_its_name(rule, field):
     assert field in describe_errors(exc.value.errors())
 
 
+def test_a_usage_drop_rule_tells_customer_success_unless_it_says_otherwise():
+    assert Rule(label="weekly", kind="usage_drop", drop_percent=50).notify == ["cs"]
+    assert Rule(label="weekly", kind="usage_drop", drop_percent=50, notify=["webhook"]).notify == ["webhook"]
+    assert Rule(label="page", threshold_seconds=60).notify == ["user", "cs"]
+
+
 # --- baselines ------------------------------------------------------------------------------------
 
 

@@ -90,7 +90,9 @@ class Rule(BaseModel):
     )
     threshold: LearnedThreshold | None = Field(default=None, description="a threshold learned from durations")
     expected_seconds: int | None = Field(default=None, gt=0, description="How long most people take")
-    notify: list[Channel] = Field(default_factory=lambda: ["user", "cs"], description="Who hears of it")
+    notify: list[Channel] = Field(
+        default_factory=lambda: ["user", "cs"], description="Who hears of it (usage_drop: default ['cs'])"
+    )
     segments: (
         Annotated[
             Annotated[list[Segment], Tag("segment-list")]
@@ -143,6 +145,8 @@ class Rule(BaseModel):
         if self.kind == "usage_drop":
             if self.drop_percent is None:
                 missing("drop_percent")
+            if "notify" not in self.model_fields_set:  # an account has no inbox: customer success, by default
+                object.__setattr__(self, "notify", ["cs"])
             if "user" in self.notify:
                 invalid("notify", "a usage_drop rule is about an account: never 'user' (use cs or webhook)")
             for name in ("threshold_seconds", "threshold", "max_failures"):
