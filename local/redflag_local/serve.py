@@ -31,6 +31,7 @@ import base64
 import json
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -249,7 +250,7 @@ class LocalServer:
         console: Console | None = None,
         parameters: dict[str, str] | None = None,
     ) -> None:
-        self.console = console or Console(soft_wrap=True)
+        self.console = console or Console(soft_wrap=True, file=sys.stdout)
         self.rules = rules
         self.api_key = api_key
         self.tick_seconds = tick_seconds
@@ -532,7 +533,9 @@ def run(
     parameters: dict[str, str] | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM). ``parameters``: stack parameters, as ``sam deploy`` takes them."""
-    console = console or Console(soft_wrap=True)
+    # bound to the real stdout now: the stand-in silences the functions' EMF output by redirecting
+    # sys.stdout while one runs, and the receiver's thread prints while the alerts function waits on it
+    console = console or Console(soft_wrap=True, file=sys.stdout)
     known = Template().sam.get("Parameters", {})
     if unknown := sorted(set(parameters or {}) - set(known)):
         raise ServeError(f"unknown stack parameter(s) {', '.join(unknown)}; template.yaml has {', '.join(known)}")
