@@ -71,7 +71,9 @@ def serve(
             raise typer.BadParameter(f"{item!r}: expected NAME=VALUE, e.g. QuietHours=off", param_hint="--parameter")
         parameters[name] = value
     try:
-        serve_mod.run(host, port, outbox, rules_dir, api_key, tick, verbose, parameters=parameters)
+        serve_mod.run(
+            host, port, outbox, rules_dir, api_key=api_key, tick_seconds=tick, verbose=verbose, parameters=parameters
+        )
     except serve_mod.ServeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -526,24 +526,25 @@ def run(
     port: int = 3000,
     outbox: Path = Path("outbox"),
     rules_dir: Path = RULES_DIR,
-    api_key: str | None = None,
-    tick_seconds: float = 1.0,
-    verbose: bool = False,
     console: Console | None = None,
-    parameters: dict[str, str] | None = None,
+    **server: Any,
 ) -> None:
-    """Serve until Ctrl-C (or SIGTERM). ``parameters``: stack parameters, as ``sam deploy`` takes them."""
+    """Serve until Ctrl-C (or SIGTERM). ``server``: LocalServer's options (api_key, tick_seconds,
+    verbose, parameters: stack parameters, as ``sam deploy`` takes them)."""
+    parameters = server.get("parameters") or {}
+    tick_seconds = server.get("tick_seconds", 1.0)
+    api_key = server.get("api_key")
     # bound to the real stdout now: the stand-in silences the functions' EMF output by redirecting
     # sys.stdout while one runs, and the receiver's thread prints while the alerts function waits on it
     console = console or Console(soft_wrap=True, file=sys.stdout)
     known = Template().sam.get("Parameters", {})
-    if unknown := sorted(set(parameters or {}) - set(known)):
+    if unknown := sorted(set(parameters) - set(known)):
         raise ServeError(f"unknown stack parameter(s) {', '.join(unknown)}; template.yaml has {', '.join(known)}")
     rules, problems = load_rules(rules_dir)
     if problems:
         raise ServeError("\n".join(map(str, problems)) + f"\nfix the rules in {rules_dir} (redflag rules validate)")
     try:
-        app = LocalServer(rules, outbox, api_key, tick_seconds, verbose, console, parameters)
+        app = LocalServer(rules, outbox, console=console, **server)
     except OSError as exc:
         raise ServeError(f"cannot use {outbox} as the outbox: {exc.strerror or exc}") from exc
     try:

@@ -168,6 +168,16 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
+def _cs_alert(alert_id: str, subject: str, message: dict[str, Any], **attributes: str) -> CsAlert:
+    """A CS alert: the subject one line under SNS's limit, every string of the message escaped for chat."""
+    return CsAlert(
+        alert_id=alert_id,
+        subject=one_line(subject, SNS_SUBJECT_MAX),
+        message=chat_escape(message),
+        attributes=attributes,
+    )
+
+
 def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
     rule = timer.rule
     if rule is None:
@@ -205,12 +215,9 @@ def compose_cs_alert(timer: Timer, now: float) -> CsAlert | None:
         "run_failures": timer.run_failures,
         "properties": timer.properties,
     }
-    return CsAlert(
-        alert_id=timer.alert_id("cs"),
-        subject=one_line(f"Red flag: {rule.label} ({timer.key.user_id})", SNS_SUBJECT_MAX),
-        message=chat_escape(message),
-        attributes={"task": timer.key.task, "severity": rule.severity, "user_id": timer.key.user_id},
-    )
+    subject = f"Red flag: {rule.label} ({timer.key.user_id})"
+    return _cs_alert(timer.alert_id("cs"), subject, message, task=timer.key.task, severity=rule.severity,
+                     user_id=timer.key.user_id)  # fmt: skip
 
 
 def compose_webhook(timer: Timer, now: float) -> WebhookAlert | None:
@@ -277,12 +284,9 @@ def compose_account_alert(flag: AccountFlag) -> CsAlert:
         "drop_percent": flag.drop_percent,
         "threshold_percent": rule.drop_percent,
     }
-    return CsAlert(
-        alert_id=flag.alert_id("cs"),
-        subject=one_line(f"Usage drop: account {flag.account_id} ({flag.week})", SNS_SUBJECT_MAX),
-        message=chat_escape(message),
-        attributes={"task": flag.task, "severity": rule.severity, "account_id": flag.account_id},
-    )
+    subject = f"Usage drop: account {flag.account_id} ({flag.week})"
+    return _cs_alert(flag.alert_id("cs"), subject, message, task=flag.task, severity=rule.severity,
+                     account_id=flag.account_id)  # fmt: skip
 
 
 def plan_account(flag: AccountFlag) -> list[Alert]:
@@ -315,12 +319,9 @@ def compose_escalation(state: Escalation) -> CsAlert:
         "flags": [{"flag": f, "at": _iso(at), "what": w} for f, at, w in state.flags],
         "escalated_at": _iso(state.escalated_at),
     }
-    return CsAlert(
-        alert_id=state.alert_id(),
-        subject=one_line(f"Escalation: {who} ({len(state.flags)} red flags)", SNS_SUBJECT_MAX),
-        message=chat_escape(message),
-        attributes={"severity": "critical", f"{state.scope}_id": state.subject_id, "task": "escalation"},
-    )
+    subject = f"Escalation: {who} ({len(state.flags)} red flags)"
+    return _cs_alert(state.alert_id(), subject, message, severity="critical", task="escalation",
+                     **{f"{state.scope}_id": state.subject_id})  # fmt: skip
 
 
 def chatbot_message(cs: CsAlert) -> dict[str, Any]:

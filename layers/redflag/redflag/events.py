@@ -46,7 +46,8 @@ def _email(value: str) -> str:
     return mime.checked_address(value)
 
 
-def _timezone(value: str) -> str:
+def iana_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone (what zoneinfo knows), else a ValueError saying so."""
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -76,7 +77,7 @@ class UserInfo(BaseModel):
     )
     name: ShortText | None = None
     segment: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_printable)] | None = None
-    timezone: Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64), AfterValidator(iana_zone)] | None = None
     account_id: Id | None = None
 
 

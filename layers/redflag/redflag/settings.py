@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from redflag import mime
+from redflag.events import iana_zone
 
 RulesPath = Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_.-]$")]
 
@@ -20,16 +21,6 @@ def _quiet_hours(value: str) -> str:
     from redflag.interventions import QuietHours
 
     QuietHours.parse(value)
-    return value
-
-
-def _zone(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError("is not an IANA time zone") from exc
     return value
 
 
@@ -86,7 +77,7 @@ class AlertSettings(_Base):
     webhook_url: Annotated[str, Field(pattern=r"^(|https?://\S+)$")] = ""
     webhook_secret_arn: Name
     quiet_hours: Annotated[str, AfterValidator(_quiet_hours)] = "22-08"
-    default_timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+    default_timezone: Annotated[str, AfterValidator(iana_zone)] = "UTC"
     email_cap: int = Field(default=3, ge=1)
     email_cap_window_hours: float = Field(default=24, gt=0)
     escalate_after: int = Field(default=3, ge=2)

@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -57,3 +58,17 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         return error_code(exc) in TRANSIENT
     return isinstance(exc, BotoCoreError)  # connection errors, timeouts
+
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
+    """A Python item (numbers as Decimal) as DynamoDB attribute values, for the low-level client."""
+    return {k: _serializer.serialize(v) for k, v in item.items()}
+
+
+def from_attributes(item: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB attribute values as a Python item (numbers come back as Decimal)."""
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redflag.adapters import aws, items
@@ -17,16 +16,7 @@ from redflag.timers import DeferredKey, TimerKey, TimerState
 
 DUE_INDEX = "due-index"
 BATCH_GET_MAX = 100
-_ser = TypeSerializer()
-_de = TypeDeserializer()
-
-
-def _av(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in item.items()}
-
-
-def _py(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _de.deserialize(v) for k, v in item.items()}
+_av, _py = aws.to_attributes, aws.from_attributes
 
 
 class DynamoTimerStore:

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redflag.adapters import aws
@@ -37,16 +36,7 @@ from redflag.stats import COUNTERS, Fold, TaskStats
 WEEK_SHARDS = 8
 TRANSACTION_ITEMS = 100
 MARKER_DAYS = 40  # markers outlive the longest window they guard (a week, a member's first week)
-_ser = TypeSerializer()
-_de = TypeDeserializer()
-
-
-def _av(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(v) for k, v in item.items()}
-
-
-def _py(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _de.deserialize(v) for k, v in item.items()}
+_av, _py = aws.to_attributes, aws.from_attributes
 
 
 def user_hash(account: str, user: str) -> str:
