@@ -13,7 +13,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from redflag.text import humanize, one_line
+from redflag.text import chat_escape, chat_unescape, humanize, one_line
 
 SECTION_MAX = 3000  # Slack's limit for a section's text
 FIELD_MAX = 2000  # and for one field
@@ -22,15 +22,9 @@ PROPERTIES_MAX = 1500  # of the JSON shown in the properties block
 ICONS = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 
 
-def unescape(text: str) -> str:
-    """The inverse of ``text.chat_escape`` (and of nothing else: other entities stay as typed)."""
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
 def escape(text: Any) -> str:
-    """Any value as Slack text: control characters flattened, then ``&``, ``<``, ``>`` escaped once."""
-    plain = unescape(str(text))
-    return plain.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Any value as Slack text, ``&``, ``<``, ``>`` escaped exactly once (escaped input is unescaped first)."""
+    return chat_escape(chat_unescape(str(text)))
 
 
 def _clip(text: str, limit: int) -> str:
@@ -46,9 +40,9 @@ def _link(template: str, message: dict[str, Any]) -> str | None:
     replaced by URL-encoded values; None without a template."""
     if not template:
         return None
-    values = {k: quote(unescape(str(message.get(k) or "")), safe="") for k in ("user_id", "account_id", "task")}
+    values = {k: quote(chat_unescape(str(message.get(k) or "")), safe="") for k in ("user_id", "account_id", "task")}
     if not values["account_id"] and isinstance(message.get("user"), dict):
-        values["account_id"] = quote(unescape(str(message["user"].get("account_id") or "")), safe="")
+        values["account_id"] = quote(chat_unescape(str(message["user"].get("account_id") or "")), safe="")
     url = template
     for k, v in values.items():
         url = url.replace("{" + k + "}", v)
@@ -97,13 +91,11 @@ def message(alert: dict[str, Any], subject: str | None = None, link_template: st
         subject = subject or content.get("title")
     severity = str(alert.get("severity") or "warning")
     summary = escape(one_line(str(alert.get("summary") or subject or "Red flag"), 300))
-    title = one_line(unescape(str(subject or alert.get("label") or "Red flag")), HEADER_MAX - 4)
+    title = one_line(chat_unescape(str(subject or alert.get("label") or "Red flag")), HEADER_MAX - 4)
+    headline = _clip(f"{ICONS.get(severity, '')} {summary}", SECTION_MAX)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": escape(f"{title}"), "emoji": True}},
-        {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip(f"{ICONS.get(severity, '')} {summary}", SECTION_MAX)},
-        },
+        {"type": "header", "text": {"type": "plain_text", "text": escape(title), "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
     ]
     facts = [(k, v) for k, v in _facts(alert) if v not in (None, "")]
     if facts:
@@ -113,7 +105,7 @@ def message(alert: dict[str, Any], subject: str | None = None, link_template: st
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), SECTION_MAX)}})
     props = alert.get("properties")
     if isinstance(props, dict) and props:
-        shown = _clip(json.dumps(_unescaped(props), ensure_ascii=False, sort_keys=True), PROPERTIES_MAX)
+        shown = _clip(json.dumps(chat_unescape(props), ensure_ascii=False, sort_keys=True), PROPERTIES_MAX)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Properties*\n```{escape(shown)}```"}})
     context = [f"severity *{escape(severity)}*", f"reason {escape(alert.get('reason') or 'red_flag')}"]
     if alert.get("run_id"):
@@ -126,14 +118,4 @@ def message(alert: dict[str, Any], subject: str | None = None, link_template: st
                 "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open"}, "url": url}],
             }
         )
-    return {"text": _clip(f"{ICONS.get(severity, '')} {summary}", SECTION_MAX), "blocks": blocks}
-
-
-def _unescaped(value: Any) -> Any:
-    if isinstance(value, str):
-        return unescape(value)
-    if isinstance(value, dict):
-        return {unescape(str(k)): _unescaped(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unescaped(v) for v in value]
-    return value
+    return {"text": headline, "blocks": blocks}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 SNS_SUBJECT_MAX = 99  # SNS requires fewer than 100 characters
@@ -16,16 +17,34 @@ def one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """``fn`` applied to every string of a JSON value, keys too."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {fn(str(k)): _strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strings(v, fn) for v in value]
+    return value
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def chat_escape(value: Any) -> Any:
     """``&``, ``<``, ``>`` escaped in every string of a JSON value (keys too): what Slack asks of
     text so that ``<!channel>`` or ``<@U123>`` is shown, never acted on."""
-    if isinstance(value, str):
-        return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    if isinstance(value, dict):
-        return {chat_escape(str(k)): chat_escape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [chat_escape(v) for v in value]
-    return value
+    return _strings(value, _escape)
+
+
+def chat_unescape(value: Any) -> Any:
+    """The inverse of ``chat_escape`` (and of nothing else: other entities stay as typed)."""
+    return _strings(value, _unescape)
 
 
 def humanize(seconds: float) -> str:
