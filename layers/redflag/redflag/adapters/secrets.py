@@ -1,5 +1,5 @@
-"""Secrets from Secrets Manager (never from an environment variable), cached by Powertools, and what
-is built on them: signed unsubscribe links and the keys of opt-out markers."""
+"""Secrets from Secrets Manager or SSM SecureStrings (never from an environment variable), cached by
+Powertools, and what is built on them: signed unsubscribe links and the keys of opt-out markers."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ class Secret:
     def __call__(self) -> bytes:
         value = parameters.get_secret(self._id, max_age=self._max_age)
         return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class SecureString:
+    """The value of one SSM SecureString (the Slack webhook URL), decrypted; read at first use and
+    cached ``max_age`` seconds."""
+
+    def __init__(self, name: str, max_age: int = 300) -> None:
+        self._name = name
+        self._max_age = max_age
+
+    def __call__(self) -> str:
+        return str(parameters.get_parameter(self._name, decrypt=True, max_age=self._max_age)).strip()
 
 
 def unsubscribe_links(

@@ -1,7 +1,8 @@
 """Posting CS alerts to Slack: one incoming-webhook POST per SNS message, exactly once.
 
 The webhook URL is a secret (anyone holding it can post to the channel): it lives in an SSM
-SecureString whose *name* is the function's setting, read at first use and cached by Powertools.
+SecureString whose *name* is the function's setting (``secrets.SecureString``), read at first use and
+cached by Powertools.
 
 - Each post goes through Powertools idempotency keyed on the SNS message id: SNS delivering the same
   message twice, or Lambda retrying an invocation whose post went through, posts once.
@@ -19,7 +20,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
@@ -45,17 +45,6 @@ class _Refused(Exception):
         self.code = code
 
 
-class SecureStringUrl:
-    """The webhook URL from an SSM SecureString, decrypted, cached ``max_age`` seconds."""
-
-    def __init__(self, name: str, max_age: int = 300) -> None:
-        self._name = name
-        self._max_age = max_age
-
-    def __call__(self) -> str:
-        return str(parameters.get_parameter(self._name, decrypt=True, max_age=self._max_age)).strip()
-
-
 class SlackNotifier:
     def __init__(
         self,
@@ -70,7 +59,7 @@ class SlackNotifier:
         self._url = webhook_url
         self._parked = parked_queue_url
         self._link = link_template
-        self._post: Post = post or (lambda url, payload: post_json(url, payload))
+        self._post: Post = post or post_json
         self._sqs = sqs
         self.config = IdempotencyConfig(event_key_jmespath="message_id", expires_after_seconds=3 * 86400)
         store = RetryingPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client or aws.client("dynamodb"))

@@ -149,10 +149,11 @@ def users_service(s: UsersSettings | None = None) -> UsersService:
 
 def slack_notifier(s: SlackSettings | None = None) -> SlackNotifier:
     from redflag.adapters.http import post_json
-    from redflag.adapters.slack import SecureStringUrl, SlackNotifier
+    from redflag.adapters.secrets import SecureString
+    from redflag.adapters.slack import SlackNotifier
 
     s = s or SlackSettings()  # type: ignore[call-arg]
-    url = SecureStringUrl(s.slack_webhook_parameter, s.secrets_cache_seconds)
+    url = SecureString(s.slack_webhook_parameter, s.secrets_cache_seconds)
 
     def post(webhook: str, payload: dict) -> Outcome:
         return post_json(webhook, payload, sleep=clock.SYSTEM.sleep)
