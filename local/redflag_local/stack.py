@@ -262,7 +262,8 @@ class LocalStack:
         self.handlers: dict[str, ModuleType] = {}
         self.function_env: dict[str, dict[str, str]] = {}
         self.functions: dict[str, Path] = {}
-        self._notified: dict[str, int] = {}  # topic arn -> messages already handed to its subscribers
+        self._notified: dict[str, int] = {}  # "function:topic arn" -> messages already handed to it
+        self._invoke_configs: dict[str, dict[str, Any]] = {}  # function -> its EventInvokeConfig, as deployed
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -291,6 +292,10 @@ class LocalStack:
         # the functions this deployment has (a function whose Condition is false is not deployed)
         self.functions = {name: folder for name, folder in self.template.functions.items() if name in self.physical}
         for name in self.functions:
+            try:
+                self._invoke_configs[name] = lam.get_function_event_invoke_config(FunctionName=self.physical[name])
+            except lam.exceptions.ResourceNotFoundException:
+                self._invoke_configs[name] = {}  # Lambda's defaults: 2 retries, no destination
             config = lam.get_function_configuration(FunctionName=self.physical[name])
             variables = config.get("Environment", {}).get("Variables", {})
             self.function_env[name] = {k: str(v) for k, v in variables.items()} | {
@@ -528,11 +533,7 @@ class LocalStack:
 
     def _invoke_async(self, function: str, event: dict[str, Any]) -> list[Any]:
         """One asynchronous invoke, with the function's deployed EventInvokeConfig."""
-        lam = boto3.client("lambda")
-        try:
-            config = lam.get_function_event_invoke_config(FunctionName=self.physical[function])
-        except lam.exceptions.ResourceNotFoundException:
-            config = {}
+        config = self._invoke_configs[function]
         attempts = 1 + int(config.get("MaximumRetryAttempts", 2))
         error: Exception | None = None
         for _ in range(attempts):
