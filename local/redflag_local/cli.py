@@ -131,19 +131,6 @@ def events(
         raise typer.Exit(1)
 
 
-# --- redflag dlq: the dead-letter queue of a deployed stack ----------------------------------------
-
-dlq_app = typer.Typer(
-    help="What the alerts function parked in the dead-letter queue of a deployed stack: list it, replay it.",
-    no_args_is_help=True,
-)
-app.add_typer(dlq_app, name="dlq")
-
-DlqProfile = Annotated[str | None, typer.Option("--profile", help="AWS profile (default: the usual chain)")]
-DlqRegion = Annotated[str | None, typer.Option("--region", help="AWS region of the stack")]
-StackName = Annotated[str, typer.Option("--stack-name", help="The deployed CloudFormation stack")]
-
-
 class ReportFormat(StrEnum):
     table = "table"
     json = "json"
@@ -196,6 +183,19 @@ def report(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
         typer.echo(f"wrote {plot}", err=True)
+
+
+# --- redflag dlq: the dead-letter queue of a deployed stack ----------------------------------------
+
+dlq_app = typer.Typer(
+    help="What the alerts function parked in the dead-letter queue of a deployed stack: list it, replay it.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+DlqProfile = Annotated[str | None, typer.Option("--profile", help="AWS profile (default: the usual chain)")]
+DlqRegion = Annotated[str | None, typer.Option("--region", help="AWS region of the stack")]
+StackName = Annotated[str, typer.Option("--stack-name", help="The deployed CloudFormation stack")]
 
 
 class ParkedKind(StrEnum):
