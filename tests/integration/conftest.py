@@ -9,9 +9,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
+from redflag_local.dlq import ReplayTarget
 from redflag_local.stack import LocalStack
 
 LANDING = {"label": "creating a landing page", "threshold_seconds": 900, "expected_seconds": 600}
@@ -131,3 +133,26 @@ def served(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+# --- `redflag dlq` against the local stack ------------------------------------------------------
+
+ALERTS = "TimersToAlertsFunction"
+SLACK = "CsAlertsToSlackFunction"
+
+
+def target_of(stack, streams=None):
+    """The local stack as `redflag dlq` sees a deployed one: boto3 clients (on moto), the alerts
+    function run in-process, the template's filter criteria."""
+    return ReplayTarget(
+        sqs=boto3.client("sqs"),
+        streams=streams or boto3.client("dynamodbstreams"),
+        dynamodb=stack.ddb,
+        queue_url=stack.physical["AlertsDeadLetterQueue"],
+        stream_arn=stack.stream_arn,
+        table_name=stack.table_name,
+        idempotency_table=stack.physical["IdempotencyTable"],
+        invoke=lambda event: stack.invoke(ALERTS, event),
+        invoke_slack=(lambda event: stack.invoke(SLACK, event)) if SLACK in stack.functions else None,
+        filters=tuple(stack.template.stream_filters(ALERTS)),
+    )

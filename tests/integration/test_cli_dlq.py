@@ -13,31 +13,13 @@ from typer.testing import CliRunner
 
 from redflag_local import dlq
 from redflag_local.cli import app
-from redflag_local.dlq import ReplayTarget
 from redflag_local.stack import Fault
-from tests.integration.conftest import completed, started
+from tests.integration.conftest import ALERTS, completed, started, target_of
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200"}
-ALERTS = "TimersToAlertsFunction"
 REFUSED = Fault("sesv2", "SendEmail", "MessageRejected", 400, rate=1.0)
 SNS_DOWN = Fault("sns", "Publish", "InternalError", 500, rate=1.0)
-
-
-def target_of(stack, streams=None):
-    """The local stack as `redflag dlq` sees a deployed one: boto3 clients (on moto), the alerts
-    function run in-process, the template's filter criteria."""
-    return ReplayTarget(
-        sqs=boto3.client("sqs"),
-        streams=streams or boto3.client("dynamodbstreams"),
-        dynamodb=stack.ddb,
-        queue_url=stack.physical["AlertsDeadLetterQueue"],
-        stream_arn=stack.stream_arn,
-        table_name=stack.table_name,
-        idempotency_table=stack.physical["IdempotencyTable"],
-        invoke=lambda event: stack.invoke(ALERTS, event),
-        filters=tuple(stack.template.stream_filters(ALERTS)),
-    )
 
 
 def queue(stack):

@@ -9,11 +9,10 @@ import boto3
 import pytest
 
 from redflag_local import dlq
-from redflag_local.dlq import ReplayTarget
 from redflag_local.receiver import Answer, Receiver
 from redflag_local.stack import LocalStack
+from tests.integration.conftest import SLACK, target_of
 
-SLACK = "CsAlertsToSlackFunction"
 PAGE = {"label": "creating a landing page", "threshold_seconds": 600}
 PARAMETERS = {
     "SlackWebhookParameter": "/redflag/slack-webhook",
@@ -102,17 +101,7 @@ def test_replay_posts_what_was_parked_once_and_keeps_what_slack_refuses_again(sl
     flag(stack, user="archived")
     receiver.answers[:] = [Answer(503)] * 9
     flag(stack, user="outage")
-    target = ReplayTarget(
-        sqs=boto3.client("sqs"),
-        streams=boto3.client("dynamodbstreams"),
-        dynamodb=stack.ddb,
-        queue_url=stack.physical["AlertsDeadLetterQueue"],
-        stream_arn=stack.stream_arn,
-        table_name=stack.table_name,
-        idempotency_table=stack.physical["IdempotencyTable"],
-        invoke=lambda event: stack.invoke("TimersToAlertsFunction", event),
-        invoke_slack=lambda event: stack.invoke(SLACK, event),
-    )
+    target = target_of(stack)  # as `redflag dlq` sees a deployed stack
     receiver.answers[:] = [Answer(410), Answer(200)]  # oldest first: the channel is still archived; the outage is over
     results = sorted((r.ok, r.why) for r in dlq.replay(target))
     assert results == [(False, "Slack refused it again; left in the queue"), (True, "posted to Slack")]
