@@ -82,7 +82,7 @@ bench: $(BIN)/.installed
 
 # one suite after the other (each prints as it goes); figures, pass/fail and any failure in docs/soak.md
 soak: $(BIN)/.installed
-	$(BIN)/python -m redflag_local.soak --out docs/soak.md
+	$(BIN)/python -m redflag_local.bench.soak --out docs/soak.md
 
 $(SAM): 
 	$(PYTHON) -m venv $(SAM_VENV)

@@ -1,4 +1,4 @@
-"""In-memory fakes behind redflag.ports, with the same conditional semantics as DynamoDB."""
+"""In-memory fakes behind redflag.services.ports, with the same conditional semantics as DynamoDB."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 import threading
 from collections.abc import Iterable, Sequence
 
-from redflag import timers
-from redflag.alerts import Alert
-from redflag.ports import ChannelFailed, Record, RecordKey, StoreUnavailable, VersionConflict
-from redflag.rules import RuleBook, parse_rules
+from redflag.channels.messages import Alert
+from redflag.core import timers
+from redflag.core.rules import RuleBook, parse_rules
+from redflag.services.ports import ChannelFailed, Record, RecordKey, StoreUnavailable, VersionConflict
 
 
 def shard_of(key: timers.TimerKey, shards: int) -> int:

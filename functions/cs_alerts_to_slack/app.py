@@ -9,9 +9,9 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import SnsModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redflag.adapters.slack import SlackUnavailable
-from redflag.adapters.wiring import slack_notifier
-from redflag.observability import logger, metrics, tracer
+from redflag.adapters.observability import logger, metrics, tracer
+from redflag.adapters.relay import SlackUnavailable
+from redflag.edge.wiring import slack_notifier
 
 notifier = slack_notifier()
 

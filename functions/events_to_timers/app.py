@@ -7,10 +7,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redflag.adapters.wiring import ingest_service
-from redflag.events import ErrorBody, EventBatch, IngestResponse
-from redflag.http import normalize_content_type, register_error_handlers, safe_json
-from redflag.observability import count_outcomes, logger, metrics, tracer
+from redflag.adapters.observability import count_outcomes, logger, metrics, tracer
+from redflag.core.events import ErrorBody, EventBatch, IngestResponse
+from redflag.edge.api import normalize_content_type, register_error_handlers, safe_json
+from redflag.edge.wiring import ingest_service
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=safe_json)
 register_error_handlers(app)

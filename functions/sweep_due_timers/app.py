@@ -9,8 +9,8 @@ of the due index and stops.
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from redflag.adapters.wiring import sweep_service
-from redflag.observability import logger, metrics, tracer
+from redflag.adapters.observability import logger, metrics, tracer
+from redflag.edge.wiring import sweep_service
 
 service = sweep_service()
 

@@ -10,11 +10,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redflag import clock
-from redflag.adapters.items import account_flag_of, deferred_of, timer_of
-from redflag.adapters.wiring import alerting_service
-from redflag.alerting import ChannelsFailed, Handled
-from redflag.observability import logger, metrics, tracer
+from redflag.adapters.codec import account_flag_of, deferred_of, timer_of
+from redflag.adapters.observability import logger, metrics, tracer
+from redflag.core import clock
+from redflag.edge.wiring import alerting_service
+from redflag.services.alerting import ChannelsFailed, Handled
 
 processor = BatchProcessor(
     event_type=EventType.DynamoDBStreams, model=DynamoDBStreamRecordModel, raise_on_entire_batch_failure=False

@@ -12,12 +12,12 @@ from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordMo
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
-from redflag import clock
-from redflag.adapters.items import record_of
-from redflag.adapters.wiring import stats_store
-from redflag.baselines import ALL
-from redflag.observability import logger, metrics, tracer
-from redflag.stats import Fold
+from redflag.adapters.codec import record_of
+from redflag.adapters.observability import logger, metrics, tracer
+from redflag.core import clock
+from redflag.core.baselines import ALL
+from redflag.core.fold import Fold
+from redflag.edge.wiring import stats_store
 
 store = stats_store()
 

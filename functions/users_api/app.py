@@ -5,11 +5,11 @@
 - ``POST /v1/unsubscribe?token=...``: the RFC 8058 one-click target (mail clients POST
   ``List-Unsubscribe=One-Click``; any body is accepted and none is read: the token decides). Opts out.
 - ``PUT /v1/users/{user_id}/subscription``: ``{"subscribed": false|true, "email": optional}``.
-- ``DELETE /v1/users/{user_id}``: erase what Red Flag holds for the user (``redflag.users``).
+- ``DELETE /v1/users/{user_id}``: erase what Red Flag holds for the user (``redflag.services.users``).
 
 A forged, altered, expired or malformed token is a **403** that never echoes the token. The HTML
 pages escape every value, forbid scripts, framing and referrers (the URL carries the token), and are
-never cached. Errors otherwise follow ``redflag.http``: 400 bad JSON, 415 not JSON, 422 naming the
+never cached. Errors otherwise follow ``redflag.edge.api``: 400 bad JSON, 415 not JSON, 422 naming the
 field, 503 when storage is busy (nothing was written that matters: send again), 500 otherwise.
 Logs and metrics carry counts and outcomes, never a user id, an address or a token.
 """
@@ -27,13 +27,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redflag.adapters.wiring import users_service
-from redflag.events import describe_errors, field_of
-from redflag.http import LIMIT_WORDS, UNSUPPORTED, error, is_json, normalize_content_type, safe_json
-from redflag.observability import logger, metrics, tracer
-from redflag.ports import StoreUnavailable
-from redflag.unsubscribe import InvalidToken
-from redflag.users import Erasure, Subscription, SubscriptionChange, user_id_error
+from redflag.adapters.observability import logger, metrics, tracer
+from redflag.core.events import describe_errors, field_of
+from redflag.core.unsubscribe import InvalidToken
+from redflag.edge.api import LIMIT_WORDS, UNSUPPORTED, error, is_json, normalize_content_type, safe_json
+from redflag.edge.wiring import users_service
+from redflag.services.ports import StoreUnavailable
+from redflag.services.users import Erasure, Subscription, SubscriptionChange, user_id_error
 
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=safe_json)
 service = users_service()
@@ -142,7 +142,7 @@ def erase(user_id: str) -> Response[Erasure]:
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=erased.model_dump(mode="json"))
 
 
-# --- every other answer, in redflag.http's style ---------------------------------------------------
+# --- every other answer, in redflag.edge.api's style ---------------------------------------------------
 
 
 def _public() -> bool:

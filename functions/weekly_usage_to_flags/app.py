@@ -4,8 +4,8 @@ timers stream takes to customer success. Reads nothing from its event."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redflag.adapters.wiring import usage_service
-from redflag.observability import logger, metrics, tracer
+from redflag.adapters.observability import logger, metrics, tracer
+from redflag.edge.wiring import usage_service
 
 service = usage_service()
 

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from redflag.events import EventType
-from redflag_local.events_send import RETRY_DELAYS
-from redflag_local.rules_cli import app as rules_app
-from redflag_local.rules_cli import preview as rules_preview
-from redflag_local.rules_files import RULES_DIR
-from redflag_local.users_cli import app as users_app
+from redflag.core.events import EventType
+from redflag_local.ops.events_send import RETRY_DELAYS
+from redflag_local.ops.rules_cli import app as rules_app
+from redflag_local.ops.rules_cli import preview as rules_preview
+from redflag_local.ops.rules_files import RULES_DIR
+from redflag_local.ops.users_cli import app as users_app
 
 if TYPE_CHECKING:
-    from redflag_local.dlq import ReplayTarget
+    from redflag_local.ops.dlq import ReplayTarget
 
 app = typer.Typer(help="Red Flag: know when a user is struggling, while it still matters.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
@@ -40,7 +40,7 @@ def demo(
     show: int = typer.Option(3, min=0, help="How many emails to print in full"),
 ) -> None:
     """Run the whole pipeline on moto, on a simulated clock, and show what it sent."""
-    from redflag_local import demo as demo_mod
+    from redflag_local.standin import demo as demo_mod
 
     warnings.filterwarnings("ignore")
     demo_mod.run(users=users, seed=seed, speed=speed, show=show)
@@ -61,7 +61,7 @@ def serve(
     ] = None,
 ) -> None:
     """POST /v1/events on 127.0.0.1, answered by the real handler; alerts arrive in real time in --outbox."""
-    from redflag_local import serve as serve_mod
+    from redflag_local.standin import serve as serve_mod
 
     warnings.filterwarnings("ignore")
     parameters = {}
@@ -106,7 +106,7 @@ def events(
     Events without an event_id get one (unless --no-event-ids), so what is answered retry is resent safely."""
     from rich.console import Console
 
-    from redflag_local import events_send as es
+    from redflag_local.ops import events_send as es
 
     flags = [type_, task, user_id, email, name, instance_id, event_id]
     try:
@@ -155,14 +155,14 @@ def report(
 
     from rich.console import Console
 
-    from redflag_local import report as report_mod
+    from redflag_local.ops import report as report_mod
 
     warnings.filterwarnings("ignore")
     try:
         if demo:
             import io
 
-            from redflag_local import demo as demo_mod
+            from redflag_local.standin import demo as demo_mod
 
             found = demo_mod.run(speed=0, show=0, console=Console(file=io.StringIO()))["report"]
         elif profile or region:
@@ -209,7 +209,7 @@ def _dlq_target(profile: str | None, region: str | None, stack_name: str) -> Rep
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from redflag_local import dlq
+    from redflag_local.ops import dlq
 
     try:
         return dlq.stack_target(boto3.Session(profile_name=profile, region_name=region), stack_name)
@@ -238,7 +238,7 @@ def dlq_list(profile: DlqProfile = None, region: DlqRegion = None, stack_name: S
     from rich.markup import escape
     from rich.table import Table
 
-    from redflag_local import dlq
+    from redflag_local.ops import dlq
 
     target = _dlq_target(profile, region, stack_name)
     messages = _aws_errors_exit(dlq.peek, target.sqs, target.queue_url, target.wait_seconds)
@@ -270,7 +270,7 @@ def dlq_replay(
     """Run parked messages through the alerts function again (fix the cause first); exit 1 if any stay.
 
     A message is deleted only when its records went through; the others stay in the queue, with the reason."""
-    from redflag_local import dlq
+    from redflag_local.ops import dlq
 
     target = _dlq_target(profile, region, stack_name)
     only = set(ids) if ids else None

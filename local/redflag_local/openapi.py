@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from redflag_local.template import ROOT
+from redflag_local.standin.template import ROOT
 
 TITLE = "Red Flag events API"
 VERSION = "1.0.0"

@@ -13,8 +13,8 @@ import boto3
 import pytest
 import yaml
 
-from redflag_local.dlq import ReplayTarget
-from redflag_local.stack import LocalStack
+from redflag_local.ops.dlq import ReplayTarget
+from redflag_local.standin.stack import LocalStack
 
 LANDING = {"label": "creating a landing page", "threshold_seconds": 900, "expected_seconds": 600}
 
@@ -33,7 +33,7 @@ def json_logs(caplog):
     ``.clear()`` to start over."""
     import logging
 
-    from redflag.observability import logger
+    from redflag.adapters.observability import logger
 
     caplog.set_level(logging.INFO)
     formatter = logger.registered_formatter

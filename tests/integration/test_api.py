@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from redflag_local.stack import ROOT
+from redflag_local.standin.stack import ROOT
 from tests.integration.conftest import started
 
 

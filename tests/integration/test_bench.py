@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from redflag_local import bench, bench_lateness
-from redflag_local.bench_model import index_writes, item_size, write_units
+from redflag_local.bench import lateness as bench_lateness
+from redflag_local.bench import run as bench
+from redflag_local.bench.model import index_writes, item_size, write_units
 
 DELIVERY = bench_lateness.DELIVERY_DELAY
 

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from redflag_local import dlq
 from redflag_local.cli import app
-from redflag_local.stack import Fault
+from redflag_local.ops import dlq
+from redflag_local.standin.stack import Fault
 from tests.integration.conftest import ALERTS, completed, started, target_of
 
 runner = CliRunner()
@@ -106,9 +106,9 @@ def test_a_refused_usage_drop_alert_is_replayed_from_its_account_flag(stack):
     for good (the topic's KMS key policy, say) until that is fixed."""
     from boto3.dynamodb.types import TypeSerializer
 
-    from redflag.adapters.items import account_flag_item
-    from redflag.health import AccountFlag
-    from redflag.rules import Rule
+    from redflag.adapters.codec import account_flag_item
+    from redflag.core.rules import Rule
+    from redflag.kinds.usage_drop import AccountFlag
 
     rule = Rule.model_validate(
         {"kind": "usage_drop", "label": "weekly usage", "drop_percent": 50, "notify": ["cs"], "min_weekly_actives": 5}

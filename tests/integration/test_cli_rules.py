@@ -9,10 +9,10 @@ import yaml
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from redflag.rules import Rule
+from redflag.core.rules import Rule
 from redflag_local.cli import app
-from redflag_local.rules_files import RULES_DIR, load_rules
-from redflag_local.rules_sync import SsmRuleStore, diff_rules, pull, push
+from redflag_local.ops.rules_files import RULES_DIR, load_rules
+from redflag_local.ops.rules_sync import SsmRuleStore, diff_rules, pull, push
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "200"}

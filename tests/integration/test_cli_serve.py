@@ -9,7 +9,7 @@ from email import message_from_bytes, policy
 from typer.testing import CliRunner
 
 from redflag_local.cli import app
-from redflag_local.serve import READ_TIMEOUT_SECONDS, LocalServer
+from redflag_local.standin.serve import READ_TIMEOUT_SECONDS, LocalServer
 from tests.integration.conftest import started
 
 

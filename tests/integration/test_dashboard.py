@@ -5,9 +5,9 @@ import re
 
 import boto3
 
-from redflag.events import Outcome
-from redflag_local.stack import ROOT
-from redflag_local.template import Template
+from redflag.core.events import Outcome
+from redflag_local.standin.stack import ROOT
+from redflag_local.standin.template import Template
 
 WANTED = {
     "events": {"EventsArmed", "EventsCompleted", "EventsRejected"},

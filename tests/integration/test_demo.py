@@ -4,7 +4,7 @@ import io
 
 from rich.console import Console
 
-from redflag_local import demo
+from redflag_local.standin import demo
 
 
 def test_the_demo_shows_every_scene():

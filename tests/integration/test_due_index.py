@@ -5,11 +5,11 @@ import itertools
 
 import boto3
 
-from redflag import timers
+from redflag.adapters.codec import shard_of
 from redflag.adapters.dynamodb import DynamoTimerStore
-from redflag.adapters.items import shard_of
-from redflag.rules import Rule
-from redflag.timers import TimerKey, TimerState
+from redflag.core import timers
+from redflag.core.rules import Rule
+from redflag.core.timers import TimerKey, TimerState
 
 RULE = Rule(label="creating a landing page", threshold_seconds=600)
 

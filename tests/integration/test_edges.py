@@ -6,7 +6,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from redflag_local.stack import Fault, LocalStack, sample_event
+from redflag_local.standin.stack import Fault, LocalStack, sample_event
 from tests.integration.conftest import LANDING, started
 
 ODD_ADDRESSES = [

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from redflag_local.stack import LocalStack
+from redflag_local.standin.stack import LocalStack
 
 TASK = "create_landing_page"
 FAILING = "import_contacts"  # the MAX_FAILURES-th task_failed of one run is a red flag at once

@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from redflag_local.stack import Fault, LocalStack
+from redflag_local.standin.stack import Fault, LocalStack
 
 TASKS = int(os.environ.get("REDFLAG_FAULT_TASKS", "2000"))
 THRESHOLD = 300

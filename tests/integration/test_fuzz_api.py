@@ -41,9 +41,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core import NOT_SET
 
-from redflag.events import MAX_EVENTS, Outcome
-from redflag.http import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS, UNSUPPORTED
-from redflag_local.stack import ROOT, LocalStack, sample_event
+from redflag.core.events import MAX_EVENTS, Outcome
+from redflag.edge.api import MAX_JSON_DEPTH, MAX_NUMBER_DIGITS, UNSUPPORTED
+from redflag_local.standin.stack import ROOT, LocalStack, sample_event
 
 pytestmark = [
     pytest.mark.integration,

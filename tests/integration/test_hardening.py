@@ -10,8 +10,8 @@ import boto3
 import pytest
 from samtranslator.translator.transform import transform
 
-from redflag_local.stack import LocalStack
-from redflag_local.template import Template, _NoManagedPolicies
+from redflag_local.standin.stack import LocalStack
+from redflag_local.standin.template import Template, _NoManagedPolicies
 
 TABLES = ["TimersTable", "IdempotencyTable"]
 TOPICS = ["AlertTopic", "OpsTopic"]

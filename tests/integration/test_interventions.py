@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import boto3
 import pytest
 
-from redflag_local.receiver import Receiver
-from redflag_local.stack import LocalStack
+from redflag_local.standin.receiver import Receiver
+from redflag_local.standin.stack import LocalStack
 
 PAGE = {"label": "creating a landing page", "threshold_seconds": 600}
 NY = ZoneInfo("America/New_York")
@@ -75,7 +75,7 @@ def test_users_in_the_holdout_are_flagged_and_told_to_cs_but_not_emailed():
         stack.post_events({"events": [started(f"h{i}") for i in range(40)]})
         stack.tick(601)
         emailed = {e["to"].split("<")[1].split("@")[0] for e in stack.emails()}
-        from redflag.interventions import in_holdout
+        from redflag.core.interventions import in_holdout
 
         assert emailed == {f"h{i}" for i in range(40) if not in_holdout(f"h{i}", 50)}
         assert 10 < len(emailed) < 30 and len(stack.cs_alerts()) == 40

@@ -3,8 +3,8 @@ threshold taking over, failure and inactivity flags, the weekly usage-drop check
 
 from datetime import UTC, datetime
 
-from redflag.adapters.stats import DynamoStats
-from redflag_local.stack import LocalStack, sample_event
+from redflag.adapters.stats_table import DynamoStats
+from redflag_local.standin.stack import LocalStack, sample_event
 
 DAY = 86400
 LEARNED = {

@@ -3,7 +3,7 @@
 import json
 
 from redflag_local.openapi import generate
-from redflag_local.template import ROOT
+from redflag_local.standin.template import ROOT
 
 
 def test_committed_openapi_matches_the_handler():

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from redflag_local import report
-from redflag_local.stack import LocalStack
+from redflag_local.ops import report
+from redflag_local.standin.stack import LocalStack
 
 LEARNED = {
     "label": "writing a report",

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from redflag_local.stack import LOCAL_ENV, ROOT
+from redflag_local.standin.stack import LOCAL_ENV, ROOT
 
 ALL = sorted(p.relative_to(ROOT / "events").as_posix() for p in (ROOT / "events").rglob("*.json"))
 SAMPLES = [s for s in ALL if not s.startswith("cs_alerts_to_slack/")]  # on a stack with Slack, below
@@ -22,7 +22,7 @@ def reads_per_run(stack):
 
 def stats(stack):
     """(completions, started) learned for the sample's task, across segments."""
-    from redflag.adapters.stats import DynamoStats
+    from redflag.adapters.stats_table import DynamoStats
 
     learned = DynamoStats(stack.physical["StatsTable"]).task_stats([("create_landing_page", "*")])
     counts = learned[("create_landing_page", "*")].counts if learned else {}
@@ -62,8 +62,8 @@ def test_sample_goes_through_its_handler(stack, sample):
 
 
 def test_the_slack_sample_posts_one_message():
-    from redflag_local.receiver import Receiver
-    from redflag_local.stack import LocalStack
+    from redflag_local.standin.receiver import Receiver
+    from redflag_local.standin.stack import LocalStack
 
     slack = [s for s in ALL if s.startswith("cs_alerts_to_slack/")]
     assert slack

@@ -8,9 +8,9 @@ import json
 import boto3
 import pytest
 
-from redflag_local import dlq
-from redflag_local.receiver import Answer, Receiver
-from redflag_local.stack import LocalStack
+from redflag_local.ops import dlq
+from redflag_local.standin.receiver import Answer, Receiver
+from redflag_local.standin.stack import LocalStack
 from tests.integration.conftest import SLACK, target_of
 
 PAGE = {"label": "creating a landing page", "threshold_seconds": 600}

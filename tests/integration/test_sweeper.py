@@ -1,7 +1,7 @@
 """The sweeper on the deployed template: look-ahead flags at the due time, and a backlog is handed
 to workers (asynchronous invokes of the same function, run by the stand-in as Lambda would)."""
 
-from redflag_local.stack import LocalStack
+from redflag_local.standin.stack import LocalStack
 from tests.integration.conftest import LANDING, started
 
 

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto.events.models import EventPattern
 
-from redflag_local.stack import ROOT, sample_event
+from redflag_local.standin.stack import ROOT, sample_event
 
 
 def test_the_deployed_table_is_the_templates(stack):
@@ -21,7 +21,7 @@ def test_the_deployed_table_is_the_templates(stack):
 
 
 def test_functions_run_python313_on_arm64_with_their_own_log_group():
-    from redflag_local.template import Template
+    from redflag_local.standin.template import Template
 
     t = Template()
     glob = t.sam["Globals"]["Function"]
@@ -42,7 +42,7 @@ def test_functions_run_python313_on_arm64_with_their_own_log_group():
     ],
 )
 def test_stream_filter_passes_exactly_what_the_alerts_function_acts_on(sample, passes):
-    from redflag_local.template import Template
+    from redflag_local.standin.template import Template
 
     t = Template()
     patterns = [EventPattern(None, p) for p in t.stream_filters("TimersToAlertsFunction")]
@@ -63,7 +63,7 @@ def test_activity_records_expiring_never_pass_the_filter(stack):
 
 
 def test_every_function_has_a_sample_event_for_each_shape_it_handles():
-    from redflag_local.template import Template
+    from redflag_local.standin.template import Template
 
     for folder in Template().functions.values():
         assert list((ROOT / "events" / folder.name).glob("*.json")), f"no sample for {folder.name}"
@@ -80,7 +80,7 @@ def test_the_sweeper_runs_every_minute_by_default(stack):
 
 
 def test_sweep_schedule_off_disables_the_sweeper():
-    from redflag_local.stack import LocalStack
+    from redflag_local.standin.stack import LocalStack
 
     with LocalStack(parameters={"SweepSchedule": "off"}) as s:
         assert _sweep_rule()["State"] == "DISABLED"

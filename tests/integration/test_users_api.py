@@ -18,10 +18,10 @@ from boto3.dynamodb.types import TypeDeserializer
 from samtranslator.translator.transform import transform
 from typer.testing import CliRunner
 
-from redflag.adapters.stats import user_hash
-from redflag_local.stack import Fault, sample_event
-from redflag_local.template import Template, _NoManagedPolicies
-from redflag_local.users_cli import app as users_app
+from redflag.adapters.stats_table import user_hash
+from redflag_local.ops.users_cli import app as users_app
+from redflag_local.standin.stack import Fault, sample_event
+from redflag_local.standin.template import Template, _NoManagedPolicies
 
 KEY = "local-api-key"
 DAY = 86400

@@ -2,10 +2,11 @@
 
 from email import message_from_bytes, policy
 
-from redflag import alerts, mime, timers
-from redflag.events import UserInfo
-from redflag.rules import Rule
-from redflag.timers import TimerKey, TimerState
+from redflag.channels import messages as alerts
+from redflag.core import mime, timers
+from redflag.core.events import UserInfo
+from redflag.core.rules import Rule
+from redflag.core.timers import TimerKey, TimerState
 
 T0 = 1_800_000_000.0
 

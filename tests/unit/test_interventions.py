@@ -15,13 +15,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from redflag import alerts, interventions, timers, unsubscribe
-from redflag.adapters.http import signature
-from redflag.events import EventType, UserInfo, describe_errors
-from redflag.interventions import Escalation, QuietHours, record_flag, reserve_email
-from redflag.rules import Rule
-from redflag.templates import EmailTemplate
-from redflag.timers import TimerKey
+from redflag.adapters.outbound import signature
+from redflag.channels import messages as alerts
+from redflag.core import interventions, timers, unsubscribe
+from redflag.core.events import EventType, UserInfo, describe_errors
+from redflag.core.interventions import Escalation, QuietHours, record_flag, reserve_email
+from redflag.core.rules import Rule
+from redflag.core.templates import EmailTemplate
+from redflag.core.timers import TimerKey
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 SECRET = b"s" * 64

@@ -7,14 +7,15 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from redflag import baselines, health, timers
-from redflag.activity import Activity, ActivityKey
-from redflag.baselines import ALL, BASE, Histogram, threshold_for
-from redflag.events import EventType, Outcome, UserInfo, describe_errors
-from redflag.ingest import IngestService
-from redflag.rules import Rule
-from redflag.stats import Fold
-from redflag.timers import FlagReason, TimerKey, TimerState
+from redflag.core import baselines, timers, weeks
+from redflag.core.activity import Activity, ActivityKey
+from redflag.core.baselines import ALL, BASE, Histogram, threshold_for
+from redflag.core.events import EventType, Outcome, UserInfo, describe_errors
+from redflag.core.fold import Fold
+from redflag.core.rules import Rule
+from redflag.core.timers import FlagReason, TimerKey, TimerState
+from redflag.kinds import usage_drop
+from redflag.services.ingest import IngestService
 from tests.fakes import MemoryTimerStore, StaticRules
 
 T0 = 1_800_000_000.0
@@ -253,7 +254,7 @@ DROP = Rule(kind="usage_drop", label="weekly usage", drop_percent=50, notify=["c
 def test_an_account_losing_60_percent_of_weekly_actives_is_flagged_a_steady_one_is_not():
     before = {"falling": 10, "steady": 10, "tiny": 2, "gone": 8}
     after = {"falling": 4, "steady": 9, "tiny": 0}
-    flags = health.usage_drops("weekly", DROP, "2026-W47", before, after, T0)
+    flags = usage_drop.usage_drops("weekly", DROP, "2026-W47", before, after, T0)
     assert [(f.account_id, f.drop_percent) for f in flags] == [("falling", 60.0), ("gone", 100.0)]
     ids = {f.alert_id("cs") for f in flags}
     assert len(ids) == 2 and all("2026-W47" in i for i in ids)
@@ -261,8 +262,8 @@ def test_an_account_losing_60_percent_of_weekly_actives_is_flagged_a_steady_one_
 
 def test_weeks_are_iso_weeks_in_utc():
     monday = 1_795_996_800.0  # 2026-11-30 00:00 UTC, a Monday
-    assert health.week_of(monday) == "2026-W49" and health.week_of(monday - 1) == "2026-W48"
-    assert health.weeks_before(monday + 900, 1) == "2026-W48"
+    assert weeks.week_of(monday) == "2026-W49" and weeks.week_of(monday - 1) == "2026-W48"
+    assert weeks.weeks_before(monday + 900, 1) == "2026-W48"
 
 
 # --- the fold ---------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from redflag import slack
-from redflag.text import chat_escape
+from redflag.channels import slack
+from redflag.core.text import chat_escape
 
 HOSTILE = "<!channel> <b>x</b> & <@U123> <https://evil.example|click>"
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from redflag import timers
-from redflag.events import EventType, Outcome, UserInfo
-from redflag.rules import Rule
-from redflag.timers import TimerKey, TimerState
+from redflag.core import timers
+from redflag.core.events import EventType, Outcome, UserInfo
+from redflag.core.rules import Rule
+from redflag.core.timers import TimerKey, TimerState
 
 RULE = Rule(label="creating a landing page", threshold_seconds=900, expected_seconds=600)
 KEY = TimerKey(user_id="u1", task="create_landing_page")
@@ -104,7 +104,7 @@ def test_failures_are_counted_without_arming():
 
 
 def test_item_codec_round_trips_and_only_open_timers_carry_the_due_index():
-    from redflag.adapters import items
+    from redflag.adapters import codec as items
 
     timer = timers.Timer(
         key=TimerKey(user_id="u#1", task="t", instance_id="a#b"),
@@ -144,7 +144,7 @@ def test_which_stream_changes_are_red_flags(event_name, by_ttl, old_state, new_s
 
 
 def test_non_task_items_are_never_red_flags():
-    from redflag.adapters import items
+    from redflag.adapters import codec as items
 
     user_item = {"pk": "u1", "sk": "user", "kind": "user", "version": 1}
     assert items.timer_of(user_item) is None

@@ -1,4 +1,4 @@
-"""redflag.users on in-memory fakes: one-click unsubscribe writes the markers the alerting path checks,
+"""redflag.services.users on in-memory fakes: one-click unsubscribe writes the markers the alerting path checks,
 a bad token writes nothing, subscription changes both ways, erasure takes the user's records (one
 Query of their partition) and keeps their opt-out."""
 
@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from pydantic import ValidationError
 
-from redflag import unsubscribe
 from redflag.adapters.secrets import suppression_keys, unsubscribe_links
-from redflag.unsubscribe import InvalidToken
-from redflag.users import MAX_TOKEN_CHARS, SubscriptionChange, UsersService, accounts_of, user_id_error
+from redflag.core import unsubscribe
+from redflag.core.unsubscribe import InvalidToken
+from redflag.services.users import MAX_TOKEN_CHARS, SubscriptionChange, UsersService, accounts_of, user_id_error
 
 SECRET = b"k" * 64
 NOW = 1_800_000_000.0
@@ -283,5 +283,5 @@ def test_accounts_are_read_from_whatever_record_names_one():
 
 
 def test_the_service_imports_without_boto3():
-    code = "import sys; sys.modules['boto3'] = None; sys.modules['botocore'] = None\nimport redflag.users"
+    code = "import sys; sys.modules['boto3'] = None; sys.modules['botocore'] = None\nimport redflag.services.users"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -38,12 +38,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redflag import mime
 from redflag.adapters import aws
-from redflag.adapters.http import WebhookPoster
-from redflag.alerts import Alert, CsAlert, EmailAlert, WebhookAlert, chatbot_message
-from redflag.observability import logger, metrics
-from redflag.ports import ChannelFailed
+from redflag.adapters.observability import logger, metrics
+from redflag.adapters.outbound import WebhookPoster
+from redflag.channels.messages import Alert, CsAlert, EmailAlert, WebhookAlert, chatbot_message
+from redflag.core import mime
+from redflag.services.ports import ChannelFailed
 
 SUCCESS_WRITE_ATTEMPTS = 4
 

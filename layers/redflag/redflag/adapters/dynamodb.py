@@ -9,10 +9,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redflag.adapters import aws, items
-from redflag.health import AccountFlag
-from redflag.ports import Record, RecordKey, StoreUnavailable, VersionConflict
-from redflag.timers import DeferredKey, TimerKey, TimerState
+from redflag.adapters import aws
+from redflag.adapters import codec as items
+from redflag.core.timers import DeferredKey, TimerKey, TimerState
+from redflag.kinds.usage_drop import AccountFlag
+from redflag.services.ports import Record, RecordKey, StoreUnavailable, VersionConflict
 
 DUE_INDEX = "due-index"
 BATCH_GET_MAX = 100

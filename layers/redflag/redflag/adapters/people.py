@@ -1,4 +1,4 @@
-"""The per-user state the alerting path keeps in the timers table (``redflag.ports.People``): opt-out
+"""The per-user state the alerting path keeps in the timers table (``redflag.services.ports.People``): opt-out
 markers, deferred emails, the email log behind the cap, escalation state. Every change is a
 conditional write on the record's version, retried on a conflict."""
 
@@ -8,11 +8,11 @@ import json
 import math
 from collections.abc import Callable
 
-from redflag.adapters import items
+from redflag.adapters import codec as items
 from redflag.adapters.dynamodb import DynamoTimerStore
-from redflag.interventions import EmailLog, Escalation, record_flag, reserve_email
-from redflag.ports import VersionConflict
-from redflag.timers import Timer
+from redflag.core.interventions import EmailLog, Escalation, record_flag, reserve_email
+from redflag.core.timers import Timer
+from redflag.services.ports import VersionConflict
 
 ATTEMPTS = 5
 

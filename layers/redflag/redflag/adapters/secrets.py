@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.utilities import parameters
 
-from redflag import unsubscribe
+from redflag.core import unsubscribe
 
 
 class Secret:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities import parameters
 
 from redflag.adapters import aws
-from redflag.observability import logger, metrics
-from redflag.rules import RuleBook, parse_rules
+from redflag.adapters.observability import logger, metrics
+from redflag.core.rules import RuleBook, parse_rules
 
 
 class SsmRuleSource:

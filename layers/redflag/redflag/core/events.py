@@ -1,0 +1,220 @@
+"""The public event contract of ``POST /v1/events`` (pure pydantic, no AWS).
+
+Everything a user typed is checked here, at the door, with the parsers the senders use later:
+an address must be one SES can send to *and* one the MIME layer writes as exactly that address
+(``redflag.core.mime``); a name, segment or account id carries no control characters; ``properties``
+is small and shallow; ``timezone`` is an IANA zone.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from redflag.core import mime
+
+MAX_EVENTS = 100
+MAX_PROPERTIES_BYTES = 2048
+MAX_PROPERTIES_DEPTH = 4  # {"a": {"b": {"c": {"d": 1}}}} is 4 levels
+MAX_PROPERTIES_KEYS = 64  # keys at all levels together
+
+
+def _printable(value: str) -> str:
+    """No control, format or separator characters: nothing that can end a line or hide text."""
+    bad = sorted({f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")})
+    if bad:
+        raise ValueError(f"contains control characters ({', '.join(bad[:3])})")
+    return value
+
+
+def _email(value: str) -> str:
+    return mime.checked_address(value)
+
+
+def iana_zone(value: str) -> str:
+    """``value`` if it names an IANA time zone (what zoneinfo knows), else a ValueError saying so."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("is not an IANA time zone such as Europe/Paris") from exc
+    return value
+
+
+TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_printable)]
+ShortText = Annotated[str, StringConstraints(max_length=256), AfterValidator(_printable)]
+
+
+class EventType(StrEnum):
+    TASK_STARTED = "task_started"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    USER_ACTIVE = "user_active"
+
+
+class UserInfo(BaseModel):
+    """Who the event is about; used to address and personalize alerts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)] | None = Field(
+        default=None, description="Where the user's email goes; checked as SES and the MIME writer will read it"
+    )
+    name: ShortText | None = None
+    segment: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_printable)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64), AfterValidator(iana_zone)] | None = None
+    account_id: Id | None = None
+
+
+def _shape(value: Any, depth: int = 1) -> tuple[int, int]:
+    """(depth, keys) of a JSON value, iteratively bounded: a deep value is refused, not recursed into."""
+    deepest, keys = 0, 0
+    stack = [(value, depth)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            keys += len(node)
+            deepest = max(deepest, level)
+            if level > MAX_PROPERTIES_DEPTH or keys > MAX_PROPERTIES_KEYS:
+                return deepest, keys
+            stack.extend((v, level + 1) for v in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, level)
+            if level > MAX_PROPERTIES_DEPTH:
+                return deepest, keys
+            stack.extend((v, level + 1) for v in node)
+    return deepest, keys
+
+
+class TaskEvent(BaseModel):
+    """One product event. Unknown fields are an error, so a typo never silently drops data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["task_started", "task_completed", "task_failed", "user_active"]
+    task: TaskName = Field(description="Names a rule: `{RulesPath}/{task}`")
+    user_id: Id
+    instance_id: Id = Field(default="default", description="One timer per (user_id, task, instance_id)")
+    event_id: Id | None = Field(
+        default=None,
+        description="Your id for this event. A retry with the same event_id (same user, task and instance) "
+        "is answered `duplicate` and applied once",
+    )
+    occurred_at: AwareDatetime | None = Field(
+        default=None,
+        description="RFC 3339 with offset; default: time received. More than 5 minutes ahead, or older than "
+        "7 days, is rejected",
+    )
+    user: UserInfo = UserInfo()
+    properties: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"<= {MAX_PROPERTIES_BYTES} bytes as JSON, <= {MAX_PROPERTIES_DEPTH} levels deep, "
+        f"<= {MAX_PROPERTIES_KEYS} keys; copied into CS alerts",
+    )
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _small_properties(cls, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        depth, keys = _shape(value)
+        if depth > MAX_PROPERTIES_DEPTH:
+            raise ValueError(f"is nested more than {MAX_PROPERTIES_DEPTH} levels deep")
+        if keys > MAX_PROPERTIES_KEYS:
+            raise ValueError(f"has more than {MAX_PROPERTIES_KEYS} keys")
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        except (TypeError, ValueError) as exc:
+            raise ValueError("must hold JSON values only") from exc
+        if size > MAX_PROPERTIES_BYTES:
+            raise ValueError(f"is {size} bytes serialized; the limit is {MAX_PROPERTIES_BYTES}")
+        return value
+
+
+class EventBatch(BaseModel):
+    """Request body: ``{"events": [...]}`` with 1-100 events, or one bare event object.
+
+    Events are validated one by one (see ``redflag.services.ingest``) so one bad event never drops
+    its good neighbours; here only the envelope is checked.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[SkipValidation[TaskEvent]], Field(min_length=1, max_length=MAX_EVENTS)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_bare_event(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "events" not in data and "type" in data:
+            return {"events": [data]}
+        return data
+
+
+class Outcome(StrEnum):
+    ARMED = "armed"
+    COMPLETED = "completed"
+    RECORDED = "recorded"
+    FLAGGED = "flagged"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+    RETRY = "retry"
+
+
+class EventResult(BaseModel):
+    index: int
+    status: Outcome
+    event_id: str | None = None
+    reason: str | None = None
+
+
+class IngestResponse(BaseModel):
+    results: list[EventResult]
+    accepted: int = Field(description="events applied (or already applied): neither rejected nor to retry")
+    rejected: int = Field(description="events that are invalid; sending them again will not help")
+    retry: int = Field(
+        default=0,
+        description="events not applied because of a passing fault; send exactly these again "
+        "(the others are applied, and an event_id makes any resend safe)",
+    )
+
+
+_TAGS = {"segment-list", "segment-map"}  # union branches pydantic names in a location (redflag.core.rules)
+
+
+def field_of(error: dict[str, Any]) -> str:
+    """``user.email`` for a pydantic error; parts are clipped so a location never echoes a payload."""
+    parts = [str(p) if len(str(p)) <= 64 else "…" for p in error.get("loc", ()) if p != "body" and p not in _TAGS]
+    return ".".join(parts) or "body"
+
+
+def describe_errors(errors: list[dict[str, Any]]) -> str:
+    """Turn pydantic errors into one line that names each field: ``user.email: ...``."""
+    return "; ".join(f"{field_of(err)}: {err.get('msg', 'invalid')}" for err in errors)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx of the API: a message naming the field(s), and the list behind it."""
+
+    message: str
+    errors: list[FieldError] | None = None

@@ -1,0 +1,162 @@
+"""What the stream teaches: each stored change folded into per-task counts, duration distributions and
+account activity. Pure Python; ``redflag.adapters.stats_table`` persists a fold once per stream window.
+
+Per (task, segment), and per task across segments (segment ``baselines.ALL``): runs started and
+completed, the duration distribution of completions, red flags by reason, and flagged runs that
+were completed afterwards (and how long after the flag), split by the rule's holdout (``emailed``:
+users the email goes to, ``holdout``: users held out of it), so the two completion rates compare.
+Users without a segment count only in ALL.
+Per account: which users were active on which day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redflag.core.activity import Activity
+from redflag.core.baselines import ALL, Histogram
+from redflag.core.interventions import in_holdout
+from redflag.core.timers import FlagReason, Timer, TimerState
+from redflag.core.weeks import day_of
+
+COUNTERS = (
+    "started", "completed", "flag_time", "flag_failures", "flag_inactivity", "done_after_flag",
+    "flagged_emailed", "flagged_holdout", "done_after_flag_emailed", "done_after_flag_holdout",
+)  # fmt: skip
+
+
+def _arm(timer: Timer) -> str | None:
+    """Which side of the rule's holdout a flagged run's user is on; None when the rule emails nobody."""
+    rule = timer.rule
+    if rule is None or "user" not in rule.notify:
+        return None
+    return "holdout" if in_holdout(timer.key.user_id, rule.holdout_percent) else "emailed"
+
+
+@dataclass
+class TaskStats:
+    counts: dict[str, int] = field(default_factory=dict)
+    histogram: Histogram = field(default_factory=Histogram)
+    after_flag_seconds: float = 0.0
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def merge(self, other: TaskStats) -> None:
+        for name, n in other.counts.items():
+            self.add(name, n)
+        self.histogram.merge(other.histogram)
+        self.after_flag_seconds += other.after_flag_seconds
+
+
+@dataclass(frozen=True)
+class Active:
+    """One user active on one day, in one account."""
+
+    account_id: str
+    user_id: str
+    day: str
+    at: float
+
+
+@dataclass
+class Fold:
+    tasks: dict[tuple[str, str], TaskStats] = field(default_factory=dict)
+    active: dict[tuple[str, str, str], Active] = field(default_factory=dict)  # (account, user, day)
+    account_flags: dict[str, int] = field(default_factory=dict)  # account -> red flags of its users
+
+    def task(self, timer: Timer) -> list[TaskStats]:
+        keys = [(timer.key.task, ALL)] + ([(timer.key.task, timer.user.segment)] if timer.user.segment else [])
+        return [self.tasks.setdefault(k, TaskStats()) for k in keys]
+
+    def add(self, change: str, by_ttl: bool, old: Timer | Activity | None, new: Timer | Activity | None) -> None:
+        """Fold one stored change (INSERT, MODIFY or REMOVE) of a timer or activity record."""
+        if isinstance(new, Activity):
+            more = not isinstance(old, Activity) or new.active_events > old.active_events
+            if more and new.account_id and new.last_active_at is not None:
+                self._active(new.account_id, new.key.user_id, new.last_active_at)
+            return
+        if not (isinstance(old, Timer) or isinstance(new, Timer)):
+            return
+        old_t = old if isinstance(old, Timer) else None
+        new_t = new if isinstance(new, Timer) else None
+        rearmed = new_t is not None and new_t.state is TimerState.OPEN and new_t.kind == "inactivity"
+        if rearmed and new_t.user.account_id and new_t.started_at is not None:  # type: ignore[union-attr]
+            self._active(new_t.user.account_id, new_t.key.user_id, new_t.started_at)  # type: ignore[union-attr]
+        if change == "REMOVE":
+            if by_ttl and old_t is not None and old_t.state is TimerState.OPEN:  # TTL's red flag
+                reason = FlagReason.INACTIVITY if old_t.kind == "inactivity" else FlagReason.TIME
+                self._flagged(old_t, reason)
+            return
+        assert new_t is not None
+        was = old_t.state if old_t is not None else None
+        if new_t.state is TimerState.OPEN and was is not TimerState.OPEN and new_t.kind == "task":
+            for s in self.task(new_t):
+                s.add("started")
+        if new_t.state is TimerState.FLAGGED and was is TimerState.OPEN:
+            self._flagged(new_t, new_t.flag_reason or FlagReason.TIME)
+        if (
+            new_t.state is TimerState.COMPLETED
+            and was in (TimerState.OPEN, TimerState.FLAGGED)
+            and new_t.duration_seconds is not None
+        ):
+            for s in self.task(new_t):
+                s.add("completed")
+                s.histogram.add(new_t.duration_seconds)
+                if was is TimerState.FLAGGED:
+                    s.add("done_after_flag")
+                    s.after_flag_seconds += new_t.completed_after_flag_seconds or 0.0
+                    if arm := _arm(new_t):
+                        s.add(f"done_after_flag_{arm}")
+
+    def _flagged(self, timer: Timer, reason: FlagReason) -> None:
+        arm = _arm(timer)
+        for s in self.task(timer):
+            s.add(f"flag_{reason.value}")
+            if arm:
+                s.add(f"flagged_{arm}")
+        if timer.user.account_id:
+            self.account_flags[timer.user.account_id] = self.account_flags.get(timer.user.account_id, 0) + 1
+
+    def _active(self, account: str, user: str, at: float) -> None:
+        day = day_of(at)
+        self.active.setdefault((account, user, day), Active(account, user, day, at))
+
+    def merge(self, other: Fold) -> None:
+        for key, stats in other.tasks.items():
+            self.tasks.setdefault(key, TaskStats()).merge(stats)
+        for key, active in other.active.items():
+            self.active.setdefault(key, active)
+        for account, n in other.account_flags.items():
+            self.account_flags[account] = self.account_flags.get(account, 0) + n
+
+    # --- a tumbling window's state (JSON, under 1 MB) -------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "tasks": [
+                [
+                    task,
+                    seg,
+                    s.counts,
+                    {str(b): c for b, c in s.histogram.counts.items()},
+                    s.histogram.total_seconds,
+                    s.after_flag_seconds,
+                ]
+                for (task, seg), s in self.tasks.items()
+            ],
+            "active": [[a.account_id, a.user_id, a.day, a.at] for a in self.active.values()],
+            "account_flags": self.account_flags,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Fold:
+        fold = cls()
+        for task, seg, counts, buckets, total, after in (state or {}).get("tasks", []):
+            hist = Histogram({int(b): int(c) for b, c in buckets.items()}, float(total))
+            fold.tasks[(task, seg)] = TaskStats(dict(counts), hist, float(after))
+        for account, user, day, at in (state or {}).get("active", []):
+            fold.active[(account, user, day)] = Active(account, user, day, float(at))
+        fold.account_flags = dict((state or {}).get("account_flags", {}))
+        return fold

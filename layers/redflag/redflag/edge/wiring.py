@@ -1,0 +1,161 @@
+"""The composition root: builds each function's service from its settings model. The only place
+adapters meet the domain; handlers call one of these at cold start."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from redflag.adapters import aws
+from redflag.core import clock, timers
+from redflag.edge.settings import (
+    AlertSettings,
+    IngestSettings,
+    SlackSettings,
+    StatsSettings,
+    SweepSettings,
+    UsageSettings,
+    UsersSettings,
+)
+
+if TYPE_CHECKING:  # each builder imports what it uses: a function loads only its own adapters
+    from redflag.adapters.delivery import IdempotentSender
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.outbound import Outcome
+    from redflag.adapters.relay import SlackNotifier
+    from redflag.adapters.stats_table import DynamoStats
+    from redflag.services.alerting import AlertingService
+    from redflag.services.ingest import IngestService
+    from redflag.services.sweeping import SweepService
+    from redflag.services.users import UsersService
+    from redflag.services.weekly import UsageDropService
+
+
+def _policy(retention_days: int) -> timers.Policy:
+    return timers.Policy(retention_seconds=retention_days * 86400)
+
+
+def ingest_service(s: IngestSettings | None = None) -> IngestService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.ssm_rules import SsmRuleSource
+    from redflag.adapters.stats_table import DynamoStats
+    from redflag.services import ingest
+    from redflag.services.ingest import IngestService
+
+    s = s or IngestSettings()  # type: ignore[call-arg]
+    limits = ingest.Limits(
+        max_future_skew_seconds=s.max_future_skew_seconds,
+        max_age_seconds=s.max_event_age_days * 86400,
+        workers=s.ingest_concurrency,
+    )
+    rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    baselines = DynamoStats(s.stats_table_name, cache_seconds=s.rules_cache_seconds, now=clock.SYSTEM.now)
+    return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits, baselines)
+
+
+def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender, DynamoTimerStore]:
+    from redflag.adapters.delivery import AwsDelivery, IdempotentSender
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.outbound import WebhookPoster
+    from redflag.adapters.people import DynamoPeople
+    from redflag.adapters.secrets import Secret, suppression_keys, unsubscribe_links
+    from redflag.core.interventions import QuietHours
+    from redflag.services.alerting import AlertingService, Interventions
+
+    s = s or AlertSettings()  # type: ignore[call-arg]
+    unsubscribe_secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
+    webhook_secret = Secret(s.webhook_secret_arn, s.secrets_cache_seconds)
+    webhook = WebhookPoster(s.webhook_url, webhook_secret, clock.SYSTEM.now) if s.webhook_url else None
+    delivery = AwsDelivery(
+        s.sender_email,
+        s.alert_topic_arn,
+        s.parked_queue_url,
+        aws.client("sesv2"),
+        aws.client("sns"),
+        aws.client("sqs"),
+        webhook,
+        s.cs_message_format,
+    )
+    sender = IdempotentSender(delivery, s.idempotency_table_name)
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    people = DynamoPeople(store, suppression_keys(unsubscribe_secret), s.due_shards)
+    policy = Interventions(
+        cap=s.email_cap,
+        cap_window=s.email_cap_window_hours * 3600,
+        quiet=QuietHours.parse(s.quiet_hours),
+        default_timezone=s.default_timezone,
+        escalate_after=s.escalate_after,
+        escalation_window=s.escalation_window_hours * 3600,
+    )
+    links = unsubscribe_links(s.unsubscribe_url, unsubscribe_secret, s.unsubscribe_token_days, clock.SYSTEM.now)
+    service = AlertingService(sender, s.alert_channel_concurrency, people, policy, links)
+    return service, sender, store
+
+
+def sweep_service(s: SweepSettings | None = None) -> SweepService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.fanout import LambdaDispatcher
+    from redflag.services.sweeping import SweepPlan, SweepService
+
+    s = s or SweepSettings()  # type: ignore[call-arg]
+    plan = SweepPlan(
+        shards=s.due_shards,
+        lookahead=s.sweep_mode == "lookahead",
+        passes=s.sweeps_per_minute,
+        poll_seconds=s.sweep_poll_seconds,
+        page_size=s.sweep_page_size,
+        workers=s.sweep_workers,
+        fanout_at=s.sweep_fanout_at,
+        shards_per_worker=s.sweep_shards_per_worker,
+    )
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    dispatcher = LambdaDispatcher(s.aws_lambda_function_name, aws.client("lambda"))
+    return SweepService(store, plan, clock.SYSTEM, _policy(s.completed_retention_days), dispatcher)
+
+
+def stats_store(s: StatsSettings | None = None) -> DynamoStats:
+    from redflag.adapters.stats_table import DynamoStats
+
+    s = s or StatsSettings()  # type: ignore[call-arg]
+    return DynamoStats(s.stats_table_name)
+
+
+def usage_service(s: UsageSettings | None = None) -> UsageDropService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.ssm_rules import SsmRuleSource
+    from redflag.adapters.stats_table import DynamoStats
+    from redflag.services.weekly import UsageDropService
+
+    s = s or UsageSettings()  # type: ignore[call-arg]
+    rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
+    flags = DynamoTimerStore(s.table_name, shards=1)
+    return UsageDropService(
+        rules, DynamoStats(s.stats_table_name), flags, clock.SYSTEM.now, s.completed_retention_days * 86400
+    )
+
+
+def users_service(s: UsersSettings | None = None) -> UsersService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.markers import DynamoMembers, DynamoSuppressions
+    from redflag.adapters.secrets import Secret
+    from redflag.services.users import UsersService
+
+    s = s or UsersSettings()  # type: ignore[call-arg]
+    secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
+    store = DynamoTimerStore(s.table_name, shards=1)  # partitions and plain items only: no due index
+    members = DynamoMembers(DynamoTimerStore(s.stats_table_name, shards=1))
+    return UsersService(store, DynamoSuppressions(store), members, secret, clock.SYSTEM.now)
+
+
+def slack_notifier(s: SlackSettings | None = None) -> SlackNotifier:
+    from redflag.adapters.outbound import post_json
+    from redflag.adapters.relay import SlackNotifier
+    from redflag.adapters.secrets import SecureString
+
+    s = s or SlackSettings()  # type: ignore[call-arg]
+    url = SecureString(s.slack_webhook_parameter, s.secrets_cache_seconds)
+
+    def post(webhook: str, payload: dict) -> Outcome:
+        return post_json(webhook, payload, sleep=clock.SYSTEM.sleep)
+
+    return SlackNotifier(url, s.idempotency_table_name, s.parked_queue_url, s.cs_link_template, post=post)

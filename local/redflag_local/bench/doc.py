@@ -1,0 +1,266 @@
+"""docs/benchmarks.md, written by ``make bench`` from one run's figures. The method behind each
+figure is in docs/bench.md; this file only says what was measured, where, and what came out."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from redflag_local.bench import lateness as bench_lateness
+from redflag_local.bench.model import DELAY, FULL_VCPU_MB
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _usd(x: float) -> str:
+    return f"${x:.2f}" if x >= 0.1 else f"${x:.3f}" if x >= 0.001 else f"${x:.6f}"
+
+
+def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
+    from redflag_local.bench.run import BURST, SWEEP_GOAL, WITHIN, goal_table
+
+    d = r.derived
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m redflag_local.bench"
+        + (" " + " ".join(argv) if argv else "")
+        + "`); do not edit by hand. How each figure is modelled: [bench.md](bench.md). What the figures mean "
+        "for sizing a deployment: [scaling.md](scaling.md). Prices: [prices.json](prices.json).",
+        "",
+        f"- date: {datetime.fromtimestamp(r.started, UTC):%Y-%m-%d %H:%M} UTC; wall time {r.wall:.0f} s"
+        + (" (quick: small sizes)" if r.quick else ""),
+        f"- machine: {machine['cpu']}, shared with other work (medians of alternated runs)",
+        f"- Python {machine['python']}, moto {machine['moto']}, botocore {machine['botocore']}",
+        f"- commit: {machine['commit']}",
+        "",
+        "## Goals (issue 8)",
+        "",
+        goal_table(r.goals, markdown=True),
+        "",
+    ]
+    if r.latency is not None:
+        lat = r.latency
+        ing = lat.ingest
+        out += [
+            "## 1. Ingest CPU: 1,000 events through the handler vs a bare put_item loop",
+            "",
+            f"500 tasks started then completed, 100 events a request, each with an `event_id`, through the "
+            f"API handler; against {lat.ingest_puts} `put_item` calls of the same items on a plain client. No "
+            f"server time (replayed answers, 0 ms): CPU of this process, all threads; median of {lat.repeat} "
+            "alternated runs.",
+            "",
+            "| run | CPU | wall | CPU per event |",
+            "|---|---|---|---|",
+        ]
+        for name, t in ing.items():
+            n = lat.ingest_puts if name.startswith("bare") else lat.ingest_events
+            out.append(f"| {name} | {t.cpu:.2f} s | {t.wall:.2f} s | {t.cpu / n * 1000:.2f} ms |")
+        out += [
+            "",
+            f"Ratio {d['ingest_ratio']:.2f}x with the shipped pool (16 threads), {d['ingest_ratio_1']:.2f}x one "
+            f"wide. One AWS call costs the client {d['call_cpu'] * 1000:.2f} ms of CPU here (botocore: "
+            f"validation, serialization, signing, parsing); the handler's own work adds "
+            f"{d['event_cpu'] * 1000:.2f} ms an event (pydantic validation of the event and its address, the "
+            "state machine, the item codec); with 16 threads all runnable at once (no server time to wait "
+            "on) the interpreter lock's hand-offs add the rest.",
+            "",
+        ]
+    if r.calls is not None:
+        out += [
+            "## 2. AWS calls per event type and per alert channel; write units",
+            "",
+            "Counted at the wire (every HTTP attempt, as AWS bills it) on the deployed template, pools at "
+            "their shipped widths; per event (or per timer, per red flag).",
+            "",
+            "| step | events | calls per event |",
+            "|---|---|---|",
+        ]
+        for s in r.calls.steps:
+            per = ", ".join(f"{v:g} {k}" for k, v in s.per_unit().items()) or "none"
+            out.append(f"| {s.name} | {s.units} | {per} |")
+        sizes = "Item sizes (DynamoDB's rules: attribute names + values), from the items moto holds:"
+        out += _table(sizes, ("item", "bytes"), [(k, f"{v:.0f}") for k, v in r.calls.sizes.items()])
+        units = (
+            "Write units (1 per KB of the larger of the item before and after; the `KEYS_ONLY` due index: "
+            "1 when an entry appears, 1 when it goes):"
+        )
+        out += _table(units, ("write", "WRU"), [(k, f"{v:g}") for k, v in r.calls.wru.items()])
+        out += [
+            "",
+            f"**{d['wru_task']:g} WRU per tracked task** (start + completion, index entry twice) and 2 RRU "
+            "(each record read once, consistently, in its request's BatchGetItem: 1 RRU per item up to 4 KB). "
+            f"A red flag adds the sweeper's UpdateItem and the index entry going ({d['flag_wru']:g} WRU, the "
+            "later completion then costs 1 WRU and no index write) and 2 WRU per alert channel.",
+            "",
+        ]
+    if r.latency is not None:
+        lat = r.latency
+        mem = lat.memory
+        sw, al = lat.sweeper, lat.alerts
+        out += [
+            f"## 3. Latency model: {DELAY * 1000:.0f} ms per AWS call",
+            "",
+            "Every call answered without moto after a fixed sleep; the CPU is ours and botocore's. 'modelled "
+            f"at N MB': CPU stretched by Lambda's share at that memory (N / {FULL_VCPU_MB} of a vCPU; this "
+            "machine's core counted as one vCPU).",
+            "",
+            f"| request | wall, 0 ms a call | wall, 5 ms a call | added | CPU | modelled at {mem['events']} MB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("starts", "completions", "single"):
+            a, b5 = lat.request[f"{name}, 0 ms"], lat.request[f"{name}, 5 ms"]
+            label = {"starts": "100 task_started (new timers)", "completions": "100 task_completed",
+                     "single": "1 task_started"}[name]  # fmt: skip
+            out.append(
+                f"| {label} | {_ms(a.wall)} | {_ms(b5.wall)} | {_ms(b5.wall - a.wall)} | {_ms(b5.cpu)} | "
+                f"{b5.on_lambda(mem['events']):.2f} s |"
+            )
+        calls = ", ".join(f"{n} {op}" for op, n in sorted(lat.request_calls.items()))
+        out += [
+            "",
+            f"Calls of the 100-start request: {calls}. Serially that would be {sum(lat.request_calls.values())} x "
+            f"{DELAY * 1000:.0f} ms = {sum(lat.request_calls.values()) * DELAY:.2f} s; the batched read and the "
+            "16 concurrent writes (one record's events stay in order) make it the 'added' column.",
+            "",
+            f"**Sweeper.** One worker drains one shard of {sw['due']:,} timers due now over {sw['shards']} shards "
+            f"({sw['per_shard']:,} timers; a stand-in due index answers the queries, every flag is an UpdateItem), "
+            f"{sw['timing']['5 ms'].wall:.2f} s wall and {sw['timing']['5 ms'].cpu:.2f} s CPU at 5 ms a call: "
+            f"**{d['sweep_rate_full']:.0f} flags/s at a full vCPU, {d['sweep_rate_lambda']:.0f} flags/s modelled at "
+            f"{mem['sweeper']} MB** ({d['sweep_cpu_per_flag'] * 1000:.2f} ms CPU a flag). A scheduled run that "
+            f"finds the backlog keeps one shard and starts a worker per other shard: {d['sweep_workers']} "
+            f"workers with DueShards = {d['sweep_shards']}, each its own Lambda. {SWEEP_GOAL:,} due timers: "
+            f"{SWEEP_GOAL // max(1, d['sweep_workers']):,} a worker, **{d['sweep_goal_seconds']:.0f} s at "
+            f"{mem['sweeper']} MB** ({d['sweep_goal_seconds_full']:.0f} s at a full vCPU)."
+            + (
+                ""
+                if d["sweep_goal_seconds"] <= WITHIN
+                else f" That misses {WITHIN:.0f} s: the worker is CPU-bound at {mem['sweeper']} MB "
+                f"({FULL_VCPU_MB // mem['sweeper']}x less CPU than a vCPU). Either parameter fixes it: DueShards "
+                f">= {d['sweep_workers_needed']} (more workers at the same rate), or a sweeper MemorySize of "
+                f"{_memory_for(d, SWEEP_GOAL, WITHIN, mem['sweeper'])} MB with 8 shards; see scaling.md."
+            ),
+            "",
+            f"**Alerts.** A batch of {al['batch_size']} red flags (email + CS each: "
+            + ", ".join(f"{n} {op}" for op, n in sorted(al["calls_per_batch"].items()))
+            + f") takes {al['timing']['5 ms'].wall:.2f} s wall and {al['timing']['5 ms'].cpu:.2f} s CPU at 5 ms a "
+            f"call: {d['alert_batch_lambda']:.1f} s modelled at {mem['alerts']} MB. The records of a batch are "
+            f"handled one after another (the two channels of a record at once). {BURST:,} flags = "
+            f"{d['alert_batches']} batches: **{d['alert_drain_lambda']:.0f} s** on one stream shard at the "
+            f"template's ParallelizationFactor of {d['alert_parallelization']} ({d['alert_drain_full']:.0f} s at a "
+            "full vCPU)"
+            + (
+                "."
+                if d["alert_drain_lambda"] <= WITHIN
+                else f"; within {WITHIN:.0f} s needs {d['alert_parallel_needed']} batches at once (shards x "
+                "ParallelizationFactor, see scaling.md). SES's sending rate is the next limit (14 emails/s by "
+                f"default: {BURST:,} emails take {BURST / 14:.0f} s)."
+            ),
+            "",
+        ]
+    if r.lateness:
+        out += [
+            "## 4. Alert lateness",
+            "",
+            f"{r.lateness[0].timers:,} timers through the real handlers on a simulated clock (model: "
+            "[bench.md](bench.md#4-alert-lateness)); lateness = CS alert sent - due time, delivery "
+            f"{bench_lateness.DELIVERY_DELAY[0]:g}-{bench_lateness.DELIVERY_DELAY[1]:g} s included.",
+            "",
+            "| configuration | timers | alerts (expected) | duplicates | p50 | p99 | max | wall |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for x in r.lateness:
+            lat_s = [x.pct(0.5), x.pct(0.99), max(x.lateness, default=math.nan)]
+            shown = [f"{v / 60:.1f} min" if v >= 120 else f"{v:.1f} s" for v in lat_s]
+            out.append(
+                f"| {x.config} | {x.timers} | {x.alerts} ({x.expected}) | {x.duplicates} | "
+                + " | ".join(shown)
+                + f" | {x.wall_seconds:.0f} s |"
+            )
+        out.append("")
+        for x in r.lateness:
+            out.append(
+                f"- count check, {x.config}: {'OK' if x.ok else 'FAILED'} ({x.alerts} CS alerts, {x.emails} emails, "
+                f"{x.missing} missing, {x.unexpected} unexpected)"
+            )
+        out.append("")
+    if r.cold is not None:
+        c = r.cold
+        out += [
+            "## 5. Cold start",
+            "",
+            f"Importing `functions/<name>/app.py` (the handler builds its service and clients) in a fresh "
+            f"interpreter with a Lambda-like path, vs `import boto3; boto3.client('dynamodb')` "
+            f"({_ms(c.baseline)}); medians of {c.repeat['after']} alternated runs ({c.repeat['before']} for the "
+            "old layer). Layers as on disk: the old one "
+            f"{c.layer_bytes['before'] / 1e6:.0f} MB (every dependency, botocore included, no bytecode), the new "
+            f"{c.layer_bytes['after'] / 1e6:.0f} MB (no runtime-provided packages, bytecode included).",
+            "",
+            "| handler | old layer | new layer | ratio (new) |",
+            "|---|---|---|---|",
+        ]
+        for f, t in c.handlers.items():
+            out.append(
+                f"| {f} | {_ms(t['before'])} ({t['before'] / c.baseline:.2f}x) | {_ms(t['after'])} | "
+                f"**{c.ratio(f):.2f}x** |"
+            )
+        out += ["", "Import profile with the new layer (self time by top-level package, `-X importtime`, one run):", ""]
+        for f, prof in c.profile.items():
+            out.append(f"- {f}: " + ", ".join(f"{p} {ms:.0f} ms" for p, ms in prof[:8]))
+        out.append("")
+    if r.cost:
+        out += [
+            "## 6. Cost per million tracked tasks",
+            "",
+            "A tracked task = `task_started` + `task_completed`, each with an `event_id`; us-east-1 list prices "
+            "from [prices.json](prices.json); Lambda duration from the latency model at the function's memory."
+            + ("" if r.inputs else " (Model section not run: default inputs.)"),
+            "",
+        ]
+        keys = list(dict.fromkeys(k for line in r.cost for k in line.items))
+        out += ["| design | " + " | ".join(keys) + " | total |", "|---" * (len(keys) + 2) + "|"]
+        for line in r.cost:
+            out.append(
+                f"| {line.design} | "
+                + " | ".join(_usd(line.items[k]) if k in line.items else "-" for k in keys)
+                + f" | **{_usd(line.total)}** |"
+            )
+        flag_total = sum(r.red_flag.values())
+        out += [
+            "",
+            "A red flag adds: "
+            + ", ".join(f"{k} {_usd(v * 1e6)}" for k, v in r.red_flag.items())
+            + f" per million flags (**{_usd(flag_total * 1e6)} per million**, SES being most of it).",
+            "",
+            "Fixed, whatever the traffic (a month, default 8 shards):",
+            "",
+            "| sweeper | duration | invocations | index queries | total |",
+            "|---|---|---|---|---|",
+        ]
+        for name, f in r.fixed.items():
+            v = list(f.values())
+            out.append(f"| {name} | {_usd(v[0])} | {_usd(v[1])} | {_usd(v[2])} | {_usd(sum(v))} |")
+        out += [
+            "",
+            "Lowering the 1-request-per-event figure (most of it is the front door): see "
+            "[scaling.md](scaling.md#the-front-door-cost).",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def _memory_for(d: dict[str, Any], goal: int, within: float, memory_mb: int) -> int:
+    """Memory (MB, a multiple of 64) at which ``d['sweep_workers']`` workers flag ``goal`` within ``within``."""
+    rate_needed = goal / max(1, d["sweep_workers"]) / within
+    cpu_per_flag = d["sweep_cpu_per_flag"]
+    share = min(1.0, rate_needed * cpu_per_flag)
+    return int(math.ceil(share * FULL_VCPU_MB / 64) * 64)
+
+
+def _table(intro: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """A paragraph, then a markdown table of ``rows``."""
+    out = ["", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(row) + " |" for row in rows]

@@ -1,0 +1,328 @@
+"""`redflag report`: where users struggle, from what the stats function learned (StatsTable).
+
+Per task and segment: runs started and completed, the completion rate, the usual durations (p50, p90),
+the threshold in force now (fixed, learned or its fallback) and one to consider (2 x the median, once
+there are 20 completions), red flags by reason and the flag rate, and how many flagged runs were
+completed afterwards: for the users emailed, and for those the rule's holdout kept from the email
+(did the email help?). Per account: daily and weekly active users, stickiness (the mean daily actives
+of the week over its weekly actives), last week's change, first-week participation (of the users new
+last week, the share active on a second day within their first seven) and red flags.
+
+Sources: the local stack in-process (``redflag demo``), a running ``redflag serve`` (its
+``/local/report`` route), or a deployed stack (``--profile/--region``: the StatsTable and the rules
+path come from the stack's outputs). ``--plot FILE.png`` draws each task's duration histogram with the
+threshold, p50 and p90 marked (matplotlib: ``pip install -e '.[plot]'``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from redflag.channels.messages import humanize
+from redflag.core.baselines import ALL, bucket_bounds, suggest, threshold_for
+from redflag.core.fold import TaskStats
+from redflag.core.rules import Rule
+from redflag.core.weeks import day_of, week_of, week_start, weeks_before
+
+
+class StatsSource(Protocol):
+    def task_segments(self, task: str) -> dict[str, TaskStats]: ...
+
+    def week_table(self, week: str) -> dict[str, dict[str, int]]: ...
+
+    def account_days(self, account: str, days: list[str]) -> dict[str, int]: ...
+
+    def account_flags(self, accounts: list[str]) -> dict[str, int]: ...
+
+
+class TaskRow(BaseModel):
+    task: str
+    label: str
+    segment: str  # "all": across segments
+    started: int
+    completed: int
+    completion_rate: float | None
+    p50: float | None
+    p90: float | None
+    threshold: int | None
+    basis: str  # fixed, learned, fallback
+    suggested: int | None
+    flags_time: int
+    flags_failures: int
+    flags_inactivity: int
+    flag_rate: float | None
+    done_after_flag: int
+    flagged_emailed: int
+    done_after_flag_emailed: int
+    flagged_holdout: int
+    done_after_flag_holdout: int
+    buckets: dict[int, int]  # for the plot
+
+    @property
+    def rate_emailed(self) -> float | None:
+        return _rate(self.done_after_flag_emailed, self.flagged_emailed)
+
+    @property
+    def rate_holdout(self) -> float | None:
+        return _rate(self.done_after_flag_holdout, self.flagged_holdout)
+
+
+class AccountRow(BaseModel):
+    account_id: str
+    dau: int  # today (UTC)
+    wau: int  # this ISO week so far
+    stickiness: float | None
+    wau_last_week: int
+    change: float | None  # this week against last, percent
+    new_last_week: int
+    first_week_participation: float | None
+    flags: int
+
+
+class Report(BaseModel):
+    generated_at: str
+    week: str
+    tasks: list[TaskRow]
+    accounts: list[AccountRow]
+
+
+def _rate(a: int, b: int) -> float | None:
+    return None if b == 0 else round(a / b, 3)
+
+
+def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
+    rows = []
+    for task, rule in sorted(rules.items()):
+        if rule.kind == "usage_drop":
+            continue
+        segments = source.task_segments(task)
+        hists = {seg: s.histogram for seg, s in segments.items()}
+        for seg in sorted(segments, key=lambda s: (s != ALL, s)):
+            s = segments[seg]
+            c = s.counts
+            flags = c.get("flag_time", 0) + c.get("flag_failures", 0) + c.get("flag_inactivity", 0)
+            effective = rule.for_segment(None if seg == ALL else seg)
+            threshold = threshold_for(effective, None if seg == ALL else seg, hists) if rule.kind == "task" else None
+            started = c.get("started", 0)
+            rows.append(
+                TaskRow(
+                    task=task,
+                    label=rule.label,
+                    segment="all" if seg == ALL else seg,
+                    started=started,
+                    completed=c.get("completed", 0),
+                    completion_rate=_rate(c.get("completed", 0), started),
+                    p50=s.histogram.quantile(0.5),
+                    p90=s.histogram.quantile(0.9),
+                    threshold=threshold.seconds if threshold else effective.threshold_seconds,
+                    basis=threshold.basis if threshold else "fixed",
+                    suggested=suggest(s.histogram) if rule.kind == "task" else None,
+                    flags_time=c.get("flag_time", 0),
+                    flags_failures=c.get("flag_failures", 0),
+                    flags_inactivity=c.get("flag_inactivity", 0),
+                    flag_rate=_rate(flags, started) if rule.kind == "task" else None,
+                    done_after_flag=c.get("done_after_flag", 0),
+                    flagged_emailed=c.get("flagged_emailed", 0),
+                    done_after_flag_emailed=c.get("done_after_flag_emailed", 0),
+                    flagged_holdout=c.get("flagged_holdout", 0),
+                    done_after_flag_holdout=c.get("done_after_flag_holdout", 0),
+                    buckets=dict(s.histogram.counts),
+                )
+            )
+    this_week, last_week = week_of(now), weeks_before(now, 1)
+    current, previous = source.week_table(this_week), source.week_table(last_week)
+    accounts = sorted(set(current) | set(previous))
+    flags = source.account_flags(accounts) if accounts else {}
+    monday = week_start(now)
+    days_so_far = [day_of(monday + i * 86400) for i in range(int((now - monday) // 86400) + 1)]
+    account_rows = []
+    for account in accounts:
+        daily = source.account_days(account, days_so_far)
+        wau = current.get(account, {}).get("actives", 0)
+        last = previous.get(account, {}).get("actives", 0)
+        mean_dau = sum(daily.values()) / len(days_so_far)
+        new_last = previous.get(account, {}).get("new_users", 0)
+        account_rows.append(
+            AccountRow(
+                account_id=account,
+                dau=daily.get(day_of(now), 0),
+                wau=wau,
+                stickiness=round(mean_dau / wau, 3) if wau else None,
+                wau_last_week=last,
+                change=round(100 * (wau - last) / last, 1) if last else None,
+                new_last_week=new_last,
+                first_week_participation=_rate(previous.get(account, {}).get("returned", 0), new_last),
+                flags=flags.get(account, 0),
+            )
+        )
+    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+    return Report(generated_at=stamp, week=this_week, tasks=rows, accounts=account_rows)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def _t(seconds: float | None) -> str:
+    return "" if seconds is None else humanize(seconds)
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.0f}%"
+
+
+TASK_COLUMNS = (
+    "task", "segment", "started", "completed", "rate", "p50", "p90", "threshold", "suggested",
+    "flags time/fail/idle", "flag rate", "done after flag: emailed", "held out",
+)  # fmt: skip
+ACCOUNT_COLUMNS = ("account", "DAU", "WAU", "stickiness", "WAU last week", "change", "new last week",
+                   "1st-week return", "flags")  # fmt: skip
+
+
+def task_cells(r: TaskRow) -> list[str]:
+    threshold = "" if r.threshold is None else f"{_t(r.threshold)} ({r.basis})"
+    return [
+        r.task, r.segment, str(r.started), str(r.completed), _pct(r.completion_rate), _t(r.p50), _t(r.p90),
+        threshold, _t(r.suggested), f"{r.flags_time}/{r.flags_failures}/{r.flags_inactivity}",
+        _pct(r.flag_rate), _arm_cell(r.done_after_flag_emailed, r.flagged_emailed),
+        _arm_cell(r.done_after_flag_holdout, r.flagged_holdout),
+    ]  # fmt: skip
+
+
+def _arm_cell(done: int, flagged: int) -> str:
+    """``3/10 (30%)``: flagged runs of that arm completed afterwards."""
+    return "" if flagged == 0 else f"{done}/{flagged} ({100 * done / flagged:.0f}%)"
+
+
+def account_cells(a: AccountRow) -> list[str]:
+    change = "" if a.change is None else f"{a.change:+.0f}%"
+    return [
+        a.account_id, str(a.dau), str(a.wau), _pct(a.stickiness), str(a.wau_last_week), change,
+        str(a.new_last_week), _pct(a.first_week_participation), str(a.flags),
+    ]  # fmt: skip
+
+
+def render(report: Report, fmt: str, console: Any) -> None:
+    if fmt == "json":
+        console.print_json(report.model_dump_json())
+        return
+    if fmt == "md":
+        lines = [f"## Tasks (as of {report.generated_at})", ""]
+        lines += ["| " + " | ".join(TASK_COLUMNS) + " |", "|" + "---|" * len(TASK_COLUMNS)]
+        lines += ["| " + " | ".join(_md(c) for c in task_cells(r)) + " |" for r in report.tasks]
+        lines += ["", f"## Accounts (week {report.week})", ""]
+        lines += ["| " + " | ".join(ACCOUNT_COLUMNS) + " |", "|" + "---|" * len(ACCOUNT_COLUMNS)]
+        lines += ["| " + " | ".join(_md(c) for c in account_cells(a)) + " |" for a in report.accounts]
+        console.print("\n".join(lines), markup=False, highlight=False)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    tasks = Table(*TASK_COLUMNS, title=f"Where users struggle (as of {report.generated_at})")
+    for r in report.tasks:
+        tasks.add_row(*(escape(c) for c in task_cells(r)))
+    console.print(tasks)
+    accounts = Table(*ACCOUNT_COLUMNS, title=f"Accounts (week {report.week})")
+    for a in report.accounts:
+        accounts.add_row(*(escape(c) for c in account_cells(a)))
+    console.print(accounts)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plot(report: Report, path: Path) -> Path:
+    """One histogram per task (across segments), with the threshold, p50 and p90 marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError as exc:  # an optional extra
+        raise RuntimeError("--plot needs matplotlib: pip install -e '.[plot]'") from exc
+    rows = [r for r in report.tasks if r.segment == "all" and r.buckets]
+    if not rows:
+        raise RuntimeError("nothing to plot yet: no completions learned")
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.8 * len(rows)), squeeze=False)
+    for ax, r in zip(axes[:, 0], rows, strict=True):
+        bounds = [bucket_bounds(b) for b in sorted(r.buckets)]
+        ax.bar(
+            [max(low, 0.5) / 60 for low, _ in bounds],
+            [r.buckets[b] for b in sorted(r.buckets)],
+            width=[(high - max(low, 0.5)) / 60 for low, high in bounds],
+            align="edge",
+            color="#8fb3d9",
+            edgecolor="#3b6ea5",
+            label="completions",
+        )
+        ax.set_xscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        right = max([high / 60 for _, high in bounds] + [(r.threshold or 0) / 60 * 1.15])
+        ax.set_xlim(left=max(bounds[0][0], 0.5) / 60 / 1.15, right=right)
+        marks = [(r.p50, "p50", "#2e7d32", "--"), (r.p90, "p90", "#f9a825", "--")]
+        marks.append((r.threshold, f"threshold ({r.basis})", "#c62828", "-"))
+        for value, name, color, style in marks:
+            if value:
+                ax.axvline(value / 60, color=color, linestyle=style, linewidth=2, label=f"{name}: {_t(value)}")
+        ax.set_title(f"{r.label} ({r.task}): {r.completed} completions, {r.flags_time + r.flags_failures} flags")
+        ax.set_xlabel("duration (minutes, log scale)")
+        ax.set_ylabel("completions")
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def from_json(text: str) -> Report:
+    return Report.model_validate(json.loads(text))
+
+
+# --- where the numbers come from --------------------------------------------------------------------
+
+
+def from_stack(stack: Any, now: float | None = None) -> Report:
+    """The report of a local stack (the demo's, or ``redflag serve``'s), its open window closed first."""
+    import boto3
+
+    from redflag.adapters.stats_table import DynamoStats
+    from redflag.core.rules import parse_rules
+    from redflag_local.ops.rules_sync import SsmRuleStore
+
+    stack.flush_windows()
+    path = stack.parameters.get("RulesPath", "/redflag/rules")
+    rules = parse_rules(SsmRuleStore(boto3.client("ssm"), path).read()).rules
+    return build(DynamoStats(stack.physical["StatsTable"]), rules, stack.clock() if now is None else now)
+
+
+def from_aws(profile: str | None, region: str | None, stack_name: str, now: float) -> Report:
+    """The report of a deployed stack: its StatsTable and RulesPath outputs, read with your credentials."""
+    import boto3
+
+    from redflag.adapters.stats_table import DynamoStats
+    from redflag.core.rules import parse_rules
+    from redflag_local.ops.rules_sync import SsmRuleStore
+
+    session = boto3.Session(profile_name=profile, region_name=region)
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0].get("Outputs", [])
+    }
+    rules = parse_rules(SsmRuleStore(session.client("ssm"), outputs["RulesPath"]).read()).rules
+    return build(DynamoStats(outputs["StatsTableName"], client=session.client("dynamodb")), rules, now)
+
+
+def from_server(endpoint: str, timeout: float = 10) -> Report:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{endpoint.rstrip('/')}/local/report", timeout=timeout) as response:
+        return from_json(response.read().decode())

@@ -1,0 +1,380 @@
+"""`redflag demo`: two simulated weeks of a product, through the whole pipeline on moto.
+
+The seed rules (rules/*.yaml) and the template's defaults; the real handlers; a clock that jumps.
+What it shows, in order:
+
+1. **Learning what usual is**: users create landing pages; the first ones are armed with the rule's
+   fallback threshold, then, once 20 completions were learned from the stream, with twice the median.
+   A power user gets their segment's longer threshold. One user in five is held out of the email.
+2. **Failing, not slow**: the third failed try at an email template is a red flag at once.
+3. **Too many at once**: one user trips three red flags in an hour (CS gets one critical escalation)
+   and a fourth, whose email the per-user cap holds back (CS still hears).
+4. **Quiet hours**: a user in Tokyo struggles at 22:05 her time; CS hears at once, her email waits
+   for 08:00 Tokyo time.
+5. **Gone quiet**: daily practisers; one stops, and three days later that is a red flag.
+6. **An account fading**: its weekly active users fall by 70 %; the Monday check tells CS.
+7. **The report**: where users struggle, and whether the email helped (emailed vs held out).
+
+Customer success hears of every red flag on the alert topic and, through the Slack notifier, in a
+Slack channel: here a local server on 127.0.0.1 plays Slack's incoming webhook, and one of the
+messages it received is shown.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from redflag_local.ops import report as report_mod
+from redflag_local.ops.rules_files import as_parameters, load_rules
+from redflag_local.standin.receiver import Receiver
+from redflag_local.standin.stack import LocalStack
+
+QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
+MONDAY = datetime(2027, 1, 25, tzinfo=UTC)  # a Monday
+SLACK = {
+    "SlackWebhookParameter": "/redflag/slack-webhook",
+    "CsLinkTemplate": "https://admin.example.com/users/{user_id}",
+}
+SLACK_PATH = "/services/T000/B000/demo"
+FIRST = ["Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Tim"]
+LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson"]
+
+
+@dataclass
+class Story:
+    """What the demo saw happen, for the summary and for tests."""
+
+    fallback_threshold: int | None = None
+    learned_threshold: int | None = None
+    learned_at: str | None = None
+    power_user_threshold: int | None = None
+    failure_flag: bool = False
+    escalations: int = 0
+    capped: bool = False
+    deferred_until: str | None = None
+    deferred_sent: bool = False
+    inactivity_flag: bool = False
+    usage_drop: str | None = None
+    emails: int = 0
+    cs_alerts: int = 0
+    slack_posts: int = 0
+
+
+class Demo:
+    def __init__(self, stack: LocalStack, console: Console, speed: float) -> None:
+        self.stack = stack
+        self.console = console
+        self.speed = speed
+        self.story = Story()
+        self._emails = 0
+        self._cs = 0
+        self._seq = 0
+
+    # --- time, events, and what came out -----------------------------------------------------------
+
+    def at(self, when: datetime) -> None:
+        """Jump to ``when`` (the clock only moves forward)."""
+        gap = when.timestamp() - self.stack.clock()
+        if gap > 0:
+            self.stack.clock.advance(gap)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.stack.clock(), UTC)
+
+    def minutes(self, n: int, traffic: Any = None) -> None:
+        """Let ``n`` minutes pass as AWS would: a sweeper run a minute, the stream delivered, and the
+        product's events (``traffic(now)``) posted when they happen."""
+        end = self.stack.clock() + n * 60
+        while self.stack.clock() < end:
+            if traffic is not None:
+                traffic(self.stack.clock())
+            self.stack.sweep()
+            self.stack.deliver_stream()
+            self.news()
+            if self.speed > 0:
+                time.sleep(60 / self.speed)
+
+    def post(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        results = []
+        for i in range(0, len(events), 100):
+            status, body = self.stack.post_events({"events": list(events[i : i + 100])})
+            refused = [r for r in body.get("results", []) if r["status"] in ("rejected", "retry")]
+            if status != 202 or refused:  # the demo's own events are all good: say so loudly if one is not
+                raise RuntimeError(f"the demo's events were refused: {status} {refused or body}")
+            results += body["results"]
+        self.stack.deliver_stream()
+        return results
+
+    def event(self, kind: str, task: str, user: str, minutes_ago: float = 0, **info: Any) -> dict[str, Any]:
+        self._seq += 1
+        stamp = datetime.fromtimestamp(self.stack.clock() - minutes_ago * 60, UTC).isoformat()
+        name = info.pop("name", None)
+        instance = {"instance_id": info.pop("instance_id")} if "instance_id" in info else {}
+        user_info = {"email": f"{user}@example.com"} | ({"name": name} if name else {}) | info
+        return {"type": kind, "task": task, "user_id": user, "occurred_at": stamp, "event_id": f"demo-{self._seq}",
+                "user": user_info} | instance  # fmt: skip
+
+    def news(self) -> None:
+        """Print what went out since the last look: one line per email and CS alert."""
+        for email in self.stack.emails(since=self._emails):
+            self._emails += 1
+            user = email["message"]["X-RedFlag-Alert"].split("/")[0]
+            self.say(f"[green]email[/] to {escape(user)}: {escape(email['subject'])}")
+        for alert in self.stack.cs_alerts(since=self._cs):
+            self._cs += 1
+            m = alert["message"]
+            severity = alert["attributes"].get("severity", {}).get("Value", "")
+            tag = "[bold red]CS critical[/]" if severity == "critical" else "[yellow]CS[/]"
+            summary = html.unescape(str(m.get("summary", m.get("content", {}).get("description", ""))))
+            self.say(f"{tag} {escape(summary)}")  # CS messages are escaped for chat; shown here as text
+
+    def say(self, text: str) -> None:
+        self.console.print(f"[dim]{self.now():%a %H:%M} UTC[/]  {text}", highlight=False)
+
+    def scene(self, title: str) -> None:
+        self.console.rule(f"[bold]{title}[/]")
+
+    def item(self, user: str, sk: str) -> dict[str, Any] | None:
+        return self.stack.get_item(user, sk)
+
+    # --- the scenes --------------------------------------------------------------------------------
+
+    def learning(self, users: int, rng: random.Random) -> None:
+        self.scene("1. Learning what usual is (create_landing_page: 2 x the median after 20 completions)")
+        self.at(MONDAY + timedelta(hours=9))
+        start = self.stack.clock()
+        plan = []
+        for i in range(users):
+            user = f"p{i:03d}"
+            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+            begins = start + rng.uniform(0, 50 * 60)
+            struggles = rng.random() < 0.2
+            takes = rng.lognormvariate(5.8, 0.35)  # median ~5.5 minutes
+            late = struggles and rng.random() < 0.5  # some strugglers get there after the alert
+            finish = begins + (takes * 6 if late else takes) if not struggles or late else None
+            plan.append((user, name, begins, finish))
+        plan.append(("grace-power", "Grace Hopper", start + 30 * 60, None))  # a power user who struggles
+        posted: set[tuple[str, str]] = set()
+
+        def traffic(now: float) -> None:
+            due = []
+            for user, name, begins, finish in plan:
+                info = {"name": name} | ({"segment": "power_user"} if user == "grace-power" else {})
+                if begins <= now and (user, "s") not in posted:
+                    posted.add((user, "s"))
+                    due.append(self.event("task_started", "create_landing_page", user, (now - begins) / 60, **info))
+                if finish is not None and finish <= now and (user, "c") not in posted:
+                    posted.add((user, "c"))
+                    due.append(self.event("task_completed", "create_landing_page", user, (now - finish) / 60))
+            if due:
+                self.post(*due)
+                self._note_thresholds(plan, posted)
+
+        self.minutes(95, traffic)
+        grace = self.item("grace-power", "task#create_landing_page#default")
+        if grace:
+            self.story.power_user_threshold = int(grace["threshold_seconds"])
+            self.say(f"Grace is a power_user: her segment's threshold, {grace['threshold_seconds'] / 60:g} minutes")
+
+    def _note_thresholds(self, plan: list[tuple], posted: set) -> None:
+        for user, *_ in plan:
+            item = self.item(user, "task#create_landing_page#default") if (user, "s") in posted else None
+            if not item or user == "grace-power":
+                continue
+            basis, seconds = item.get("threshold_basis"), int(item.get("threshold_seconds", 0))
+            if basis == "fallback" and self.story.fallback_threshold is None:
+                self.story.fallback_threshold = seconds
+                self.say(f"first starts are armed with the fallback threshold: {seconds / 60:g} minutes")
+            if basis == "learned" and self.story.learned_threshold is None:
+                self.story.learned_threshold, self.story.learned_at = seconds, f"{self.now():%a %H:%M}"
+                usual = float(item.get("usual_seconds", 0)) / 60
+                self.say(
+                    f"[bold]learned threshold takes over[/]: {seconds / 60:.1f} minutes, 2 x the median of the "
+                    f"first 20+ completions ({usual:.1f} minutes), instead of the fallback"
+                )
+
+    def failing(self) -> None:
+        self.scene("2. Failing, not slow (create_email_template: the 3rd failure of a run)")
+        alan = {"name": "Alan Turing", "account_id": "acme"}
+        self.post(self.event("task_started", "create_email_template", "alan", **alan))
+        for attempt in range(1, 4):
+            self.stack.clock.advance(60)
+            result = self.post(self.event("task_failed", "create_email_template", "alan", **alan))[0]
+            self.say(f"Alan's try #{attempt} failed: {result['status']}")
+            self.story.failure_flag |= result["status"] == "flagged"
+        self.news()
+
+    def too_many(self) -> None:
+        self.scene("3. Too many at once: escalation after 3 red flags, then the per-user email cap")
+        alan = {"name": "Alan Turing", "account_id": "acme"}
+        self.post(
+            self.event("task_started", "create_landing_page", "alan", **alan),
+            self.event("task_started", "create_email_template", "alan", instance_id="second", **alan),
+            self.event("task_started", "setup_lead_nurturing_campaign", "alan", **alan),
+        )
+        before = self._cs
+        self.minutes(32)
+        critical = [a for a in self.stack.cs_alerts(since=before) if a["message"].get("reason") == "escalation"]
+        self.story.escalations = len(critical)
+        emails_to_alan = [e for e in self.stack.emails() if e["message"]["X-RedFlag-Alert"].startswith("alan/")]
+        flags_of_alan = [
+            a
+            for a in self.stack.cs_alerts()
+            if a["message"].get("user_id") == "alan" and a["message"].get("reason") != "escalation"
+        ]
+        self.story.capped = len(flags_of_alan) > len(emails_to_alan)
+        self.say(
+            f"Alan: {len(flags_of_alan)} red flags, {len(emails_to_alan)} emails (the cap is 3 a day: "
+            f"{len(flags_of_alan) - len(emails_to_alan)} capped), "
+            f"{len(critical)} escalation(s) to CS"
+        )
+
+    def quiet_hours(self) -> None:
+        self.scene("4. Quiet hours: 22:00-08:00 in the user's time zone")
+        tokyo = ZoneInfo("Asia/Tokyo")
+        self.at(datetime(2027, 1, 25, 21, 50, tzinfo=tokyo))
+        self.post(self.event("task_started", "create_email_template", "keiko", name="Keiko", timezone="Asia/Tokyo"))
+        self.minutes(12)
+        kept = [i for i in self.stack.items() if i["pk"] == "keiko" and i["sk"].startswith("deferred#")]
+        if kept:
+            until = datetime.fromtimestamp(float(kept[0]["due_at"]), tokyo)
+            self.story.deferred_until = f"{until:%H:%M} Tokyo"
+            self.say(f"Keiko's email is deferred until {until:%a %H:%M} Tokyo time; CS was told at once")
+        self.at(datetime(2027, 1, 26, 7, 59, tzinfo=tokyo))
+        sent_before = self._emails
+        self.minutes(2)
+        self.story.deferred_sent = any(
+            e["message"]["X-RedFlag-Alert"].startswith("keiko/") for e in self.stack.emails(since=sent_before)
+        )
+
+    def gone_quiet(self) -> None:
+        self.scene("5. Gone quiet (daily_practice: 3 days without activity)")
+        practisers = [f"d{i}" for i in range(6)] + ["linus"]
+        for day in range(1, 6):  # Tuesday to Saturday
+            self.at(MONDAY + timedelta(days=day, hours=10))
+            active = [u for u in practisers if not (u == "linus" and day >= 3)]
+            self.post(*(self.event("user_active", "daily_practice", u, account_id="acme") for u in active))
+            self.say(f"{len(active)} practised today" + (" (not Linus)" if "linus" not in active else ""))
+        before = self._cs
+        self.at(MONDAY + timedelta(days=5, hours=9, minutes=59))
+        self.minutes(3)
+        self.stack.tick(3600)
+        self.news()
+        self.story.inactivity_flag = any(
+            a["message"].get("reason") == "inactivity" for a in self.stack.cs_alerts(since=before)
+        )
+
+    def fading_account(self) -> None:
+        self.scene("6. An account fading (weekly_usage: weekly actives -50 % or more)")
+        week1 = [f"acme-{i}" for i in range(10)]
+        globex = [f"globex-{i}" for i in range(6)]
+        self.at(MONDAY + timedelta(days=5, hours=11, minutes=30))
+        self.post(*(self.event("user_active", "app", u, account_id=a) for u, a in
+                    [(u, "acme") for u in week1] + [(u, "globex") for u in globex]))  # fmt: skip
+        self.say("week 1: acme has 10 active users (and its practisers), globex 6")
+        self.at(MONDAY + timedelta(days=8, hours=11))
+        self.post(*(self.event("user_active", "app", u, account_id=a) for u, a in
+                    [(u, "acme") for u in week1[:3]] + [(u, "globex") for u in globex]))  # fmt: skip
+        self.say("week 2: acme has 3, globex still 6")
+        self.stack.flush_windows()
+        self.at(MONDAY + timedelta(days=14, minutes=15))
+        weekly = self.stack.template.function_for("weekly_usage_to_flags")
+        checked = self.stack.invoke(weekly, {})
+        self.stack.deliver_stream()
+        self.say(f"Monday check of {checked['week']}: {checked['accounts']} accounts, {checked['flagged']} flagged")
+        drop = [a for a in self.stack.cs_alerts(since=self._cs) if a["message"].get("reason") == "usage_drop"]
+        self.news()
+        if drop:
+            self.story.usage_drop = drop[0]["message"]["account_id"]
+
+
+def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console: Console | None = None) -> dict:
+    console = console or Console()
+    rules, problems = load_rules()
+    if problems:
+        raise SystemExit("\n".join(map(str, problems)))
+    rng = random.Random(seed)
+    clock_start = (MONDAY + timedelta(hours=8)).timestamp()
+    with Receiver() as slack, LocalStack(clock_start=clock_start, env_overrides=QUIET, parameters=SLACK) as stack:
+        stack.put_rules(as_parameters(rules))  # type: ignore[arg-type]
+        stack.put_slack_webhook(slack.url(SLACK_PATH))
+        console.print(
+            f"[bold]Red Flag demo[/]: two simulated weeks on moto (template.yaml deployed with CloudFormation), "
+            f"{len(rules)} seed rules, {users} landing-page users, seed {seed}"
+        )
+        demo = Demo(stack, console, speed)
+        demo.learning(users, rng)
+        demo.failing()
+        demo.too_many()
+        demo.quiet_hours()
+        demo.gone_quiet()
+        demo.fading_account()
+        emails, cs = stack.emails(), stack.cs_alerts()
+        posts = [json.loads(p.body) for p in slack.delivered(SLACK_PATH)]
+        demo.story.emails, demo.story.cs_alerts, demo.story.slack_posts = len(emails), len(cs), len(posts)
+        console.rule(f"[bold]Slack: {len(posts)} messages to customer success, one per CS alert; the escalation[/]")
+        critical = [p for p in posts if "severity *critical*" in json.dumps(p)]
+        if critical or posts:
+            console.print(Panel(escape(slack_text((critical or posts)[0])), title="#customer-success", expand=False))
+        console.rule("[bold]A few of the emails[/]")
+        for email in _pick(emails, show):
+            console.print(Panel(escape(email["text"]), title=escape(f"To: {email['to']}"),
+                                subtitle=escape(email["subject"]), expand=False))  # fmt: skip
+        console.rule("[bold]7. The report: where users struggle, and did the email help?[/]")
+        end_of_week_2 = (MONDAY + timedelta(days=13, hours=23)).timestamp()
+        report = report_mod.from_stack(stack, end_of_week_2)
+        report_mod.render(report, "table", console)
+        _helped(console, report)
+        console.print(
+            f"{len(emails)} emails, {len(cs)} CS alerts, {len(posts)} Slack messages. "
+            "Try: .venv/bin/redflag serve, then .venv/bin/redflag report --plot report.png"
+        )
+        return demo.story.__dict__ | {"report": report}
+
+
+def _pick(emails: list[dict], n: int) -> list[dict]:
+    """One email of each kind first (they differ in what they say), then the rest."""
+    seen: Counter[str] = Counter()
+    first = []
+    for email in emails:
+        if seen[email["subject"].split(" ")[0]] == 0:
+            first.append(email)
+        seen[email["subject"].split(" ")[0]] += 1
+    return first[:n]
+
+
+def _helped(console: Console, report: report_mod.Report) -> None:
+    for row in report.tasks:
+        if row.segment == "all" and (row.flagged_emailed or row.flagged_holdout):
+            emailed, held = row.rate_emailed, row.rate_holdout
+            console.print(
+                f"{row.label}: of the flagged users emailed, {row.done_after_flag_emailed}/{row.flagged_emailed} "
+                f"finished afterwards ({'' if emailed is None else f'{100 * emailed:.0f}%'}); of those held out, "
+                f"{row.done_after_flag_holdout}/{row.flagged_holdout} ({'' if held is None else f'{100 * held:.0f}%'})"
+            )
+
+
+def slack_text(payload: dict[str, Any]) -> str:
+    """A Block Kit message as a console shows it: header, sections, fields, context, buttons."""
+    lines: list[str] = []
+    for block in payload.get("blocks", []):
+        if block["type"] in ("header", "section") and "text" in block:
+            lines.append(block["text"]["text"])
+        for f in block.get("fields", []):
+            label, _, value = f["text"].partition("\n")
+            lines.append(f"{label.strip('*')}: {value}")
+        for element in block.get("elements", []):
+            lines.append(f"[{element['text']['text']}] {element['url']}" if "url" in element else element["text"])
+    return html.unescape("\n".join(lines))  # Slack shows &lt; as <: so does the console (escaped for rich)
