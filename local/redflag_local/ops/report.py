@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from redflag.channels.messages import humanize
 from redflag.core.baselines import ALL, bucket_bounds, suggest, threshold_for
-from redflag.core.fold import TaskStats
-from redflag.core.rules import Rule
+from redflag.core.text import humanize
 from redflag.core.weeks import day_of, week_of, week_start, weeks_before
+from redflag.kinds import Rule
+from redflag.services.learning import TaskStats
 
 
 class StatsSource(Protocol):
@@ -295,7 +295,7 @@ def from_stack(stack: Any, now: float | None = None) -> Report:
     import boto3
 
     from redflag.adapters.stats_table import DynamoStats
-    from redflag.core.rules import parse_rules
+    from redflag.kinds import parse_rules
     from redflag_local.ops.rules_sync import SsmRuleStore
 
     stack.flush_windows()
@@ -309,7 +309,7 @@ def from_aws(profile: str | None, region: str | None, stack_name: str, now: floa
     import boto3
 
     from redflag.adapters.stats_table import DynamoStats
-    from redflag.core.rules import parse_rules
+    from redflag.kinds import parse_rules
     from redflag_local.ops.rules_sync import SsmRuleStore
 
     session = boto3.Session(profile_name=profile, region_name=region)

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from redflag.core.rules import Rule
+from redflag import kinds
+from redflag.kinds import Rule
 from redflag_local.ops.rules_files import RULES_DIR, RuleProblem, load_rules
 from redflag_local.ops.rules_sync import (
     DEFAULT_ENDPOINT,
@@ -277,7 +278,7 @@ def preview(
 ) -> None:
     """Print the email a red flag of this rule sends, rendered with made-up values, as the alerts
     function renders it (the rule's own template, or the default for the kind of struggle)."""
-    from redflag.channels import messages as alerts
+    from redflag.channels.email import compose_email
     from redflag.core import timers
     from redflag.core.events import EventType, UserInfo
 
@@ -296,16 +297,14 @@ def preview(
     user = UserInfo(email="ada@example.com", name=name, segment=segment)
     t0 = 1_800_000_000.0
     first = EventType.USER_ACTIVE if rule.kind == "inactivity" else EventType.TASK_STARTED
-    timer = timers.apply_event(None, key, first, t0, rule, t0, user).timer
+    timer = kinds.apply_event(None, key, first, t0, rule, t0, user).timer
     if failures:
         for i in range(1, (rule.max_failures or 0) + 1):
-            timer = timers.apply_event(timer, key, EventType.TASK_FAILED, t0 + 60 * i, rule, t0 + 60 * i, user).timer
+            timer = kinds.apply_event(timer, key, EventType.TASK_FAILED, t0 + 60 * i, rule, t0 + 60 * i, user).timer
     else:
         timer = timers.expire(timer, (timer.due_at or t0) if timer else t0)
     email = (
-        alerts.compose_email(timer, None, lambda u, e: "https://example.com/Prod/v1/unsubscribe?token=…")
-        if timer
-        else None
+        compose_email(timer, None, lambda u, e: "https://example.com/Prod/v1/unsubscribe?token=…") if timer else None
     )
     if email is None:
         typer.echo(f"{task}: this rule sends no email (notify: {', '.join(rule.notify)})", err=True)

@@ -18,7 +18,7 @@ Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``r
 
     GET    /local/rules          {"rules_path": "/redflag/rules", "rules": {"<task>": "<rule JSON>"}}
     GET    /local/report         what `redflag report` shows (redflag_local.ops.report.Report, as JSON)
-    PUT    /local/rules/<task>   body: one rule as JSON; validated with redflag.core.rules.Rule (422 if not)
+    PUT    /local/rules/<task>   body: one rule as JSON; validated with redflag.kinds.Rule (422 if not)
     DELETE /local/rules/<task>
 
 A rule written here takes effect on the next event (the ingest handler's rule cache is cleared);
@@ -48,7 +48,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from redflag.core.events import TaskName, describe_errors
-from redflag.core.rules import Rule
+from redflag.kinds import Rule
 from redflag_local.ops.rules_cli import threshold_text
 from redflag_local.ops.rules_files import RULES_DIR, as_parameters, load_rules
 from redflag_local.standin.receiver import Post, Receiver

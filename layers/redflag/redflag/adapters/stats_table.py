@@ -29,8 +29,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from redflag.adapters import aws
 from redflag.core.baselines import Histogram
-from redflag.core.fold import COUNTERS, Fold, TaskStats
 from redflag.core.weeks import week_of
+from redflag.services.learning import COUNTERS, Fold, TaskStats
 from redflag.services.ports import StoreUnavailable
 
 WEEK_SHARDS = 8

@@ -68,7 +68,9 @@ class AlertSettings(_Base):
     alert_topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:")]
     idempotency_table_name: Name
     parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
-    alert_channel_concurrency: int = Field(default=4, ge=1, le=16, description="channels of one red flag sent at once")
+    alert_channel_concurrency: int = Field(
+        default=16, ge=1, le=64, description="sends (and state writes) of one stream batch at once"
+    )
     table_name: Name = Field(description="per-user state: opt-outs, deferred emails, the cap, escalations")
     due_shards: int = Field(ge=1, le=256, description="deferred emails go in the due index like timers")
     unsubscribe_url: Annotated[str, Field(pattern=r"^https?://")]

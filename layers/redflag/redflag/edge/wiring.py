@@ -3,7 +3,7 @@ adapters meet the domain; handlers call one of these at cold start."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redflag.adapters import aws
 from redflag.core import clock, timers
@@ -18,13 +18,10 @@ from redflag.edge.settings import (
 )
 
 if TYPE_CHECKING:  # each builder imports what it uses: a function loads only its own adapters
-    from redflag.adapters.delivery import IdempotentSender
-    from redflag.adapters.dynamodb import DynamoTimerStore
-    from redflag.adapters.outbound import Outcome
-    from redflag.adapters.relay import SlackNotifier
     from redflag.adapters.stats_table import DynamoStats
     from redflag.services.alerting import AlertingService
     from redflag.services.ingest import IngestService
+    from redflag.services.relay import Relay
     from redflag.services.sweeping import SweepService
     from redflag.services.users import UsersService
     from redflag.services.weekly import UsageDropService
@@ -53,32 +50,31 @@ def ingest_service(s: IngestSettings | None = None) -> IngestService:
     return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits, baselines)
 
 
-def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender, DynamoTimerStore]:
-    from redflag.adapters.delivery import AwsDelivery, IdempotentSender
+def alerting_service(s: AlertSettings | None = None) -> AlertingService:
     from redflag.adapters.dynamodb import DynamoTimerStore
     from redflag.adapters.outbound import WebhookPoster
+    from redflag.adapters.parking import SqsParking
     from redflag.adapters.people import DynamoPeople
     from redflag.adapters.secrets import Secret, suppression_keys, unsubscribe_links
+    from redflag.adapters.send_once import DynamoSendOnce
+    from redflag.adapters.ses import SesDeliverer
+    from redflag.adapters.signed_post import WebhookDeliverer
+    from redflag.adapters.sns import SnsDeliverer
     from redflag.core.interventions import QuietHours
     from redflag.services.alerting import AlertingService, Interventions
+    from redflag.services.sending import Sender
 
-    s = s or AlertSettings()  # type: ignore[call-arg]
+    s = s or AlertSettings()  # type: ignore[call-arg]  # pydantic-settings reads the fields from the environment
+    width = s.alert_channel_concurrency
     unsubscribe_secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     webhook_secret = Secret(s.webhook_secret_arn, s.secrets_cache_seconds)
     webhook = WebhookPoster(s.webhook_url, webhook_secret, clock.SYSTEM.now) if s.webhook_url else None
-    delivery = AwsDelivery(
-        s.sender_email,
-        s.alert_topic_arn,
-        s.parked_queue_url,
-        aws.client("sesv2"),
-        aws.client("sns"),
-        aws.client("sqs"),
-        webhook,
-        s.cs_message_format,
-    )
-    sender = IdempotentSender(delivery, s.idempotency_table_name)
-    store = DynamoTimerStore(s.table_name, s.due_shards)
-    people = DynamoPeople(store, suppression_keys(unsubscribe_secret), s.due_shards)
+    senders = {  # one adapter per channel (redflag.channels.REGISTRY)
+        "user": SesDeliverer(s.sender_email),
+        "cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format),
+        "webhook": WebhookDeliverer(webhook),
+    }
+    once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep)
     policy = Interventions(
         cap=s.email_cap,
         cap_window=s.email_cap_window_hours * 3600,
@@ -87,9 +83,12 @@ def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, I
         escalate_after=s.escalate_after,
         escalation_window=s.escalation_window_hours * 3600,
     )
+    keep = max(policy.cap_window, 2 * policy.escalation_window)
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    people = DynamoPeople(store, suppression_keys(unsubscribe_secret), s.due_shards, keep, workers=width)
     links = unsubscribe_links(s.unsubscribe_url, unsubscribe_secret, s.unsubscribe_token_days, clock.SYSTEM.now)
-    service = AlertingService(sender, s.alert_channel_concurrency, people, policy, links)
-    return service, sender, store
+    sender = Sender(senders, once, SqsParking(s.parked_queue_url), workers=width)
+    return AlertingService(sender, people, policy, links)
 
 
 def sweep_service(s: SweepSettings | None = None) -> SweepService:
@@ -138,24 +137,30 @@ def users_service(s: UsersSettings | None = None) -> UsersService:
     from redflag.adapters.dynamodb import DynamoTimerStore
     from redflag.adapters.markers import DynamoMembers, DynamoSuppressions
     from redflag.adapters.secrets import Secret
+    from redflag.adapters.user_records import DynamoUserRecords
     from redflag.services.users import UsersService
 
     s = s or UsersSettings()  # type: ignore[call-arg]
     secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     store = DynamoTimerStore(s.table_name, shards=1)  # partitions and plain items only: no due index
     members = DynamoMembers(DynamoTimerStore(s.stats_table_name, shards=1))
-    return UsersService(store, DynamoSuppressions(store), members, secret, clock.SYSTEM.now)
+    return UsersService(DynamoUserRecords(store), DynamoSuppressions(store), members, secret, clock.SYSTEM.now)
 
 
-def slack_notifier(s: SlackSettings | None = None) -> SlackNotifier:
-    from redflag.adapters.outbound import post_json
-    from redflag.adapters.relay import SlackNotifier
+def slack_relay(s: SlackSettings | None = None) -> Relay:
+    from redflag.adapters.incoming_webhook import SlackDeliverer
+    from redflag.adapters.outbound import Outcome, post_json
+    from redflag.adapters.parking import SqsParking
     from redflag.adapters.secrets import SecureString
+    from redflag.adapters.send_once import DynamoSendOnce
+    from redflag.services.relay import Relay
+    from redflag.services.sending import Sender
 
-    s = s or SlackSettings()  # type: ignore[call-arg]
-    url = SecureString(s.slack_webhook_parameter, s.secrets_cache_seconds)
+    s = s or SlackSettings()  # type: ignore[call-arg]  # pydantic-settings reads the fields from the environment
 
-    def post(webhook: str, payload: dict) -> Outcome:
-        return post_json(webhook, payload, sleep=clock.SYSTEM.sleep)
+    def post(url: str, payload: dict[str, Any]) -> Outcome:
+        return post_json(url, payload, sleep=clock.SYSTEM.sleep)
 
-    return SlackNotifier(url, s.idempotency_table_name, s.parked_queue_url, s.cs_link_template, post=post)
+    deliverer = SlackDeliverer(SecureString(s.slack_webhook_parameter, s.secrets_cache_seconds), post)
+    once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep, prefix="slack")
+    return Relay(Sender({"slack": deliverer}, once, SqsParking(s.parked_queue_url)), s.cs_link_template)
