@@ -12,11 +12,11 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 export AWS_ACCOUNT_ID_ENDPOINT_MODE := disabled
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help demo serve test install lint security checkov bandit unit integration openapi build validate deploy bench soak clean
+.PHONY: help demo serve test install lint typecheck security checkov bandit unit integration openapi build validate deploy bench soak clean
 
 help:
 	@echo "make demo   - run the whole pipeline locally on moto (simulated clock)"
-	@echo "make test   - lint (ruff, cfn-lint), security (checkov, bandit), OpenAPI drift check and every pytest"
+	@echo "make test   - lint (ruff, cfn-lint), type check (mypy), security (checkov, bandit), every pytest"
 	@echo "make serve  - local HTTP API on 127.0.0.1:3000 with real-time alerts into ./outbox"
 	@echo "make bench  - cost and speed: AWS calls, write units, latency model, alert lateness, cold start, cost -> docs/benchmarks.md (~4 min)"
 	@echo "make soak   - the slow suites at full size (fault run 10,000 tasks, fuzz 10,000, property 1,000; 20-40 min) -> docs/soak.md"
@@ -51,6 +51,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
 
+# the product's code: functions/ and layers/ ([tool.mypy] in pyproject.toml)
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit -q
 
@@ -71,7 +75,7 @@ security: checkov bandit
 # the suite on two workers (this machine's cores), each taking whole test files: a file's fixtures
 # (one deployed stack, one `redflag serve`) are built once
 test: install
-	@$(MAKE) --no-print-directory lint security
+	@$(MAKE) --no-print-directory lint typecheck security
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 openapi: $(BIN)/.installed

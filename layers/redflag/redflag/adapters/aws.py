@@ -44,7 +44,7 @@ TRANSIENT = frozenset(
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=CONFIG)
 
 
 def error_code(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ def record_id(record: DynamoDBStreamRecordModel) -> str:
 
 def decode(record: DynamoDBStreamRecordModel) -> Change:
     change = record.dynamodb
-    event = cast(Event, record.eventName)
+    event: Event = record.eventName
     by_ttl = record.userIdentity is not None
     old: dict[str, Any] = cast(dict[str, Any], change.OldImage or {})
     new: dict[str, Any] = cast(dict[str, Any], change.NewImage or {})

@@ -80,7 +80,8 @@ class RuleFields(BaseModel):
     threshold: LearnedThreshold | None = Field(default=None, description="a threshold learned from durations")
     expected_seconds: int | None = Field(default=None, gt=0, description="How long most people take")
     notify: list[Channel] = Field(
-        default_factory=lambda: ["user", "cs"], description="Who hears of it (usage_drop: default ['cs'])"
+        default_factory=lambda: list[Channel](("user", "cs")),
+        description="Who hears of it (usage_drop: default ['cs'])",
     )
     segments: (
         Annotated[

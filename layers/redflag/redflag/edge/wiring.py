@@ -38,7 +38,7 @@ def ingest_service(s: IngestSettings | None = None) -> IngestService:
     from redflag.services import ingest
     from redflag.services.ingest import IngestService
 
-    s = s or IngestSettings()  # type: ignore[call-arg]
+    s = s or IngestSettings()
     limits = ingest.Limits(
         max_future_skew_seconds=s.max_future_skew_seconds,
         max_age_seconds=s.max_event_age_days * 86400,
@@ -62,14 +62,15 @@ def alerting_service(s: AlertSettings | None = None) -> AlertingService:
     from redflag.adapters.sns import SnsDeliverer
     from redflag.core.interventions import QuietHours
     from redflag.services.alerting import AlertingService, Interventions
+    from redflag.services.ports import Deliverer
     from redflag.services.sending import Sender
 
-    s = s or AlertSettings()  # type: ignore[call-arg]  # pydantic-settings reads the fields from the environment
+    s = s or AlertSettings()
     width = s.alert_channel_concurrency
     unsubscribe_secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     webhook_secret = Secret(s.webhook_secret_arn, s.secrets_cache_seconds)
     webhook = WebhookPoster(s.webhook_url, webhook_secret, clock.SYSTEM.now) if s.webhook_url else None
-    senders = {  # one adapter per channel (redflag.channels.REGISTRY)
+    senders: dict[str, Deliverer] = {  # one adapter per channel (redflag.channels.REGISTRY)
         "user": SesDeliverer(s.sender_email),
         "cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format),
         "webhook": WebhookDeliverer(webhook),
@@ -96,7 +97,7 @@ def sweep_service(s: SweepSettings | None = None) -> SweepService:
     from redflag.adapters.fanout import LambdaDispatcher
     from redflag.services.sweeping import SweepPlan, SweepService
 
-    s = s or SweepSettings()  # type: ignore[call-arg]
+    s = s or SweepSettings()
     plan = SweepPlan(
         shards=s.due_shards,
         lookahead=s.sweep_mode == "lookahead",
@@ -115,7 +116,7 @@ def sweep_service(s: SweepSettings | None = None) -> SweepService:
 def stats_store(s: StatsSettings | None = None) -> DynamoStats:
     from redflag.adapters.stats_table import DynamoStats
 
-    s = s or StatsSettings()  # type: ignore[call-arg]
+    s = s or StatsSettings()
     return DynamoStats(s.stats_table_name)
 
 
@@ -125,7 +126,7 @@ def usage_service(s: UsageSettings | None = None) -> UsageDropService:
     from redflag.adapters.stats_table import DynamoStats
     from redflag.services.weekly import UsageDropService
 
-    s = s or UsageSettings()  # type: ignore[call-arg]
+    s = s or UsageSettings()
     rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
     flags = DynamoTimerStore(s.table_name, shards=1)
     return UsageDropService(
@@ -140,7 +141,7 @@ def users_service(s: UsersSettings | None = None) -> UsersService:
     from redflag.adapters.user_records import DynamoUserRecords
     from redflag.services.users import UsersService
 
-    s = s or UsersSettings()  # type: ignore[call-arg]
+    s = s or UsersSettings()
     secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     store = DynamoTimerStore(s.table_name, shards=1)  # partitions and plain items only: no due index
     members = DynamoMembers(DynamoTimerStore(s.stats_table_name, shards=1))
@@ -156,7 +157,7 @@ def slack_relay(s: SlackSettings | None = None) -> Relay:
     from redflag.services.relay import Relay
     from redflag.services.sending import Sender
 
-    s = s or SlackSettings()  # type: ignore[call-arg]  # pydantic-settings reads the fields from the environment
+    s = s or SlackSettings()
 
     def post(url: str, payload: dict[str, Any]) -> Outcome:
         return post_json(url, payload, sleep=clock.SYSTEM.sleep)

@@ -63,7 +63,8 @@ class Rule(RuleFields):
     def _threshold_named_with_other_errors(cls, data: Any, handler: Any) -> Rule:
         """A missing threshold is reported with the other field errors, as a required field would be."""
         try:
-            return handler(data)  # type: ignore[no-any-return]  # pydantic's handler is untyped
+            rule: Rule = handler(data)
+            return rule
         except ValidationError as exc:
             kind = REGISTRY.get(str(data.get("kind", "task"))) if isinstance(data, dict) else None
             missing = (
@@ -76,7 +77,7 @@ class Rule(RuleFields):
             if not missing or any(e["loc"] == ("threshold_seconds",) for e in errors):
                 raise
             details = [
-                InitErrorDetails(type=e["type"], loc=e["loc"], input=e.get("input"), ctx=e.get("ctx", {}))  # type: ignore[typeddict-item]  # pydantic's ErrorDetails carries ctx only for some types
+                InitErrorDetails(type=e["type"], loc=e["loc"], input=e.get("input"), ctx=e.get("ctx", {}))
                 for e in errors
             ]
             details.append(InitErrorDetails(type="missing", loc=("threshold_seconds",), input=data))

@@ -320,7 +320,8 @@ class TimerKind(Kind[Timer]):
 
     def facts(self, message: Mapping[str, Any]) -> list[tuple[str, Any]]:
         m = message
-        user = m.get("user") if isinstance(m.get("user"), dict) else {}
+        given = m.get("user")
+        user: Mapping[str, Any] = given if isinstance(given, dict) else {}
         name = user.get("name")
         facts: list[tuple[str, Any]] = [("User", f"{name} ({m.get('user_id')})" if name else m.get("user_id"))]
         facts.append(("Task", m.get("label") or m.get("task")))

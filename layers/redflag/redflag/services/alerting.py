@@ -193,25 +193,26 @@ class AlertingService:
             failed |= {subject: why for subject, why in not_written.items() if why != "lost"}
             if not lost:
                 break
+            lost_users = {u: users[u] for scope, u in lost if scope == "user"}
+            lost_accounts = {a for scope, a in lost if scope == "account"}
             try:  # someone else wrote these meanwhile: read them again, decide again
-                again = people.load(
-                    {u: users[u] for scope, u in lost if scope == "user"},
-                    {a for scope, a in lost if scope == "account"},
-                )
+                again = people.load(lost_users, lost_accounts)
             except StoreUnavailable as exc:
                 failed |= dict.fromkeys(lost, exc.code)
                 break
-            for scope, subject in lost:
-                kept = again.users if scope == "user" else again.accounts
-                held = standing.users if scope == "user" else standing.accounts
-                held.pop(subject, None)
-                if subject in kept:
-                    held[subject] = kept[subject]  # type: ignore[assignment]  # a user's state, or an account's
+            for u in lost_users:
+                standing.users.pop(u, None)
+                if u in again.users:
+                    standing.users[u] = again.users[u]
+            for a in lost_accounts:
+                standing.accounts.pop(a, None)
+                if a in again.accounts:
+                    standing.accounts[a] = again.accounts[a]
         else:
             failed |= dict.fromkeys(lost, "VersionConflict")
         unkept = {t.alert_id("user") for t in people.defer(decided.deferred)} if decided.deferred else set()
         broken = {i for i in needs if subjects[i] & set(failed)}
-        broken |= {i for i in needs if flags[i].timer is not None and flags[i].timer.alert_id("user") in unkept}
+        broken |= {i for i in needs if (t := flags[i].timer) is not None and t.alert_id("user") in unkept}
         why = next(iter(failed.values()), "Unavailable")
         return self._without(flags, broken, decided, outcome, why)
 

@@ -118,7 +118,9 @@ class IngestService:
             return done(Outcome.REJECTED, f"occurred_at: older than {days:g} days")
         rule = book.lookup(event.task)
         kind = kinds.get(rule.kind) if isinstance(rule, Rule) else None
-        if event.type == EventType.USER_ACTIVE and not (kind is not None and EventType.USER_ACTIVE in kind.takes):
+        if EventType(event.type) is EventType.USER_ACTIVE and not (
+            kind is not None and EventType.USER_ACTIVE in kind.takes
+        ):
             return _Planned(index, event, at, None)  # the user's activity record
         if rule is None:
             return done(Outcome.IGNORED, f"no rule for task '{event.task}'")
@@ -163,10 +165,10 @@ class IngestService:
             return {p.index: _retry(p, f"store unavailable ({exc.code})") for ps in groups.values() for p in ps}
         jobs = [(key, planned, stored.get(key)) for key, planned in groups.items()]
         if len(jobs) == 1 or self._limits.workers <= 1:
-            outcomes = [self._apply_group(*job, now) for job in jobs]
+            outcomes = [self._apply_group(key, planned, current, now) for key, planned, current in jobs]
         else:
             with ThreadPoolExecutor(max_workers=min(self._limits.workers, len(jobs))) as pool:
-                outcomes = list(pool.map(lambda job: self._apply_group(*job, now), jobs))
+                outcomes = list(pool.map(lambda job: self._apply_group(job[0], job[1], job[2], now), jobs))
         return {r.index: r for group in outcomes for r in group}
 
     def _apply_group(

@@ -144,8 +144,8 @@ class Fold:
     def merge(self, other: Fold) -> None:
         for key, stats in other.tasks.items():
             self.tasks.setdefault(key, TaskStats()).merge(stats)
-        for key, active in other.active.items():
-            self.active.setdefault(key, active)
+        for day_key, active in other.active.items():
+            self.active.setdefault(day_key, active)
         for account, n in other.account_flags.items():
             self.account_flags[account] = self.account_flags.get(account, 0) + n
 
