@@ -84,6 +84,7 @@ def test_failures_alarm_to_the_ops_topic(template, stack):
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", queue_name),)): 0,
         ("AWS/Lambda", "IteratorAge", (("FunctionName", fn["TimersToAlertsFunction"]),)): 60000,
         ("AWS/ApiGateway", "5XXError", (("ApiName", "redflag"), ("Stage", "Prod"))): 0,
+        ("RedFlag", "Unsubscribe4xx", ()): 100,  # from the API access log (test_template.py)
     } | {("AWS/Lambda", "Errors", (("FunctionName", fn[name]),)): 0 for name in stack.functions}
     assert len(stack.functions) >= 3  # every deployed function has its errors alarm, whatever is added
     for key, threshold in expected.items():

@@ -34,7 +34,8 @@ _TAUGHT: list[type] = []
 
 def _teach_moto_cloudformation() -> None:
     """moto 5.2's CloudFormation has no AWS::CloudWatch::Alarm, AWS::SNS::Subscription,
-    AWS::SecretsManager::Secret nor AWS::Lambda::EventInvokeConfig: it
+    AWS::SecretsManager::Secret, AWS::Lambda::EventInvokeConfig, AWS::Logs::MetricFilter nor
+    AWS::ApiGateway::Account: it
     warns, skips them, and its describe_stack_resources then fails. Rather than drop the alarms
     and the ops subscription from the moto copy (and test nothing), create them through moto's
     cloudwatch and sns backends, as CloudFormation would. Defined on first use (moto's models
@@ -121,12 +122,32 @@ def _teach_moto_cloudformation() -> None:
         lambda_backends[account_id][region_name].put_function_event_invoke_config(p["FunctionName"], config)
         return f"{p['FunctionName']}:$LATEST"
 
+    def metric_filter(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        from moto.logs.models import logs_backends
+
+        # the API's shape: MetricName -> metricName, ...
+        transformations = [{k[0].lower() + k[1:]: v for k, v in t.items()} for t in p["MetricTransformations"]]
+        logs_backends[account_id][region_name].put_metric_filter(
+            name, p["FilterPattern"], p["LogGroupName"], transformations
+        )
+        return name
+
+    def apigateway_account(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        """The region's API Gateway logging role: an account setting (the API itself the harness plays)."""
+        from moto.apigateway.models import apigateway_backends
+
+        patch = [{"op": "replace", "path": "/cloudwatchRoleArn", "value": p["CloudWatchRoleArn"]}]
+        apigateway_backends[account_id][region_name].update_account(patch)
+        return f"{account_id}-{region_name}"
+
     _TAUGHT.extend(  # held here: moto finds them through CloudFormationModel.__subclasses__(), weak references
         [
             model("AWS::CloudWatch::Alarm", alarm, "AlarmName"),
             model("AWS::SNS::Subscription", subscription),
             model("AWS::SecretsManager::Secret", secret, "Name"),
             model("AWS::Lambda::EventInvokeConfig", event_invoke_config),
+            model("AWS::Logs::MetricFilter", metric_filter, "FilterName"),
+            model("AWS::ApiGateway::Account", apigateway_account),
         ]
     )
 
