@@ -16,6 +16,18 @@ from typing import Any
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A POST here is never followed to another URL: urllib would turn a 301/302/303 into a GET to
+    wherever ``Location`` points (the signature header with it, the body dropped) and report that
+    answer. Refused, the 3xx reaches the caller as the HTTPError it is: a permanent ``Http3xx``."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: int | None  # the last HTTP status; None: no answer
@@ -39,7 +51,8 @@ def post_json(
     max_wait: float = 10.0,
 ) -> Outcome:
     """POST ``payload`` as JSON; retry a 408/429/5xx or a connection error with backoff (0.5 s, 1 s,
-    ...), waiting ``Retry-After`` when the server says (up to ``max_wait``)."""
+    ...), waiting ``Retry-After`` when the server says (up to ``max_wait``). A redirect is never
+    followed: it is a permanent failure naming its status (``Http302``)."""
     if not url.startswith(("https://", "http://")):  # the operator's setting: never file: or custom schemes
         raise ValueError("webhook URLs are http(s)")
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -54,7 +67,7 @@ def post_json(
         )
         wait = 0.5 * 2**attempt
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
+            with _OPENER.open(request, timeout=timeout) as response:  # nosec B310
                 return Outcome(response.status)
         except urllib.error.HTTPError as exc:
             if exc.code not in RETRYABLE:
