@@ -77,8 +77,12 @@ class AwsDelivery:
         sqs: Any,
         webhook: WebhookPoster | None = None,
         cs_format: str = "json",
+        configuration_set: str = "",
     ) -> None:
         self._sender = sender
+        # every user email goes through the stack's SES configuration set: its event destination
+        # hands bounces, complaints, deliveries and clicks to the feedback function
+        self._ses_extra = {"ConfigurationSetName": configuration_set} if configuration_set else {}
         self._topic = topic_arn
         self._parked = parked_queue_url
         self._ses, self._sns, self._sqs = ses, sns, sqs
@@ -106,6 +110,7 @@ class AwsDelivery:
                     FromEmailAddress=self._sender,
                     Destination={"ToAddresses": [alert.to_address]},
                     Content={"Raw": {"Data": raw}},
+                    **self._ses_extra,
                 )
             else:
                 assert isinstance(alert, CsAlert)

@@ -9,6 +9,7 @@ from redflag.adapters import aws
 from redflag.core import clock, timers
 from redflag.edge.settings import (
     AlertSettings,
+    FeedbackSettings,
     IngestSettings,
     SlackSettings,
     StatsSettings,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # each builder imports what it uses: a function loads only it
     from redflag.adapters.relay import SlackNotifier
     from redflag.adapters.stats_table import DynamoStats
     from redflag.services.alerting import AlertingService
+    from redflag.services.feedback import FeedbackService
     from redflag.services.ingest import IngestService
     from redflag.services.sweeping import SweepService
     from redflag.services.users import UsersService
@@ -75,6 +77,7 @@ def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, I
         aws.client("sqs"),
         webhook,
         s.cs_message_format,
+        configuration_set=s.email_configuration_set,
     )
     sender = IdempotentSender(delivery, s.idempotency_table_name)
     store = DynamoTimerStore(s.table_name, s.due_shards)
@@ -90,6 +93,21 @@ def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, I
     links = unsubscribe_links(s.unsubscribe_url, unsubscribe_secret, s.unsubscribe_token_days, clock.SYSTEM.now)
     service = AlertingService(sender, s.alert_channel_concurrency, people, policy, links)
     return service, sender, store
+
+
+def feedback_service(s: FeedbackSettings | None = None) -> tuple[FeedbackService, IdempotentSender]:
+    from redflag.adapters.delivery import AwsDelivery, IdempotentSender
+    from redflag.adapters.feedback_markers import DynamoFeedbackMarkers
+    from redflag.adapters.secrets import Secret
+    from redflag.services.feedback import FeedbackService
+
+    s = s or FeedbackSettings()  # type: ignore[call-arg]
+    # the CS notices go the way every CS alert goes: once per alert id, parked when SNS refuses them
+    delivery = AwsDelivery("", s.alert_topic_arn, s.parked_queue_url, None, aws.client("sns"), aws.client("sqs"),
+                           cs_format=s.cs_message_format)  # fmt: skip
+    sender = IdempotentSender(delivery, s.idempotency_table_name)
+    secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
+    return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender), sender
 
 
 def sweep_service(s: SweepSettings | None = None) -> SweepService:
