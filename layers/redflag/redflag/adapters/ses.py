@@ -21,8 +21,11 @@ from redflag.services.ports import ChannelFailed, Refused
 
 
 class SesDeliverer:
-    def __init__(self, sender: str, client: Any = None) -> None:
+    def __init__(self, sender: str, configuration_set: str = "", client: Any = None) -> None:
         self._sender = sender
+        # every user email goes through the stack's SES configuration set: its event destination
+        # hands bounces, complaints, deliveries and clicks to the feedback function
+        self._extra = {"ConfigurationSetName": configuration_set} if configuration_set else {}
         self._ses = client or aws.client("sesv2")
 
     def deliver(self, alert: Alert) -> str | Refused:
@@ -45,6 +48,7 @@ class SesDeliverer:
                 FromEmailAddress=self._sender,
                 Destination={"ToAddresses": [alert.to_address]},
                 Content={"Raw": {"Data": raw}},
+                **self._extra,
             )
         except (ClientError, BotoCoreError) as exc:
             if aws.is_transient(exc):

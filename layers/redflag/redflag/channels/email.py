@@ -91,7 +91,9 @@ def compose_email(timer: Timer, now: float | None = None, links: UnsubscribeLink
         page = _before_body_end(page, f'<p><a href="{html.escape(rule.help_url)}">A guide that may help</a></p>')
     if url:
         text += f"\n\n--\nDon't want these emails? Unsubscribe with one click: {url}"
-        link = f'<p style="font-size:small;color:#666"><a href="{html.escape(url)}">Unsubscribe</a> from these.</p>'
+        # ses:no-track: SES's click tracking (the configuration set publishes CLICK) never rewrites this link
+        anchor = f'<a ses:no-track href="{html.escape(url)}">Unsubscribe</a>'
+        link = f'<p style="font-size:small;color:#666">{anchor} from these.</p>'
         page = _before_body_end(page, link)
     return EmailAlert(
         alert_id=timer.alert_id("user"),

@@ -83,6 +83,7 @@ class FlagReason(StrEnum):
     INACTIVITY = "inactivity"  # no user_active for the rule's threshold
     USAGE_DROP = "usage_drop"  # an account's weekly actives fell
     ESCALATION = "escalation"  # a user or account tripped several red flags in a window
+    EMAIL_SUPPRESSED = "email_suppressed"  # a user's address bounced for good or complained: no more emails
 
 
 class Timer(BaseModel):

@@ -9,6 +9,7 @@ from redflag.adapters import aws
 from redflag.core import clock, timers
 from redflag.edge.settings import (
     AlertSettings,
+    FeedbackSettings,
     IngestSettings,
     SlackSettings,
     StatsSettings,
@@ -20,6 +21,7 @@ from redflag.edge.settings import (
 if TYPE_CHECKING:  # each builder imports what it uses: a function loads only its own adapters
     from redflag.adapters.stats_table import DynamoStats
     from redflag.services.alerting import AlertingService
+    from redflag.services.feedback import FeedbackService
     from redflag.services.ingest import IngestService
     from redflag.services.relay import Relay
     from redflag.services.sweeping import SweepService
@@ -71,7 +73,7 @@ def alerting_service(s: AlertSettings | None = None) -> AlertingService:
     webhook_secret = Secret(s.webhook_secret_arn, s.secrets_cache_seconds)
     webhook = WebhookPoster(s.webhook_url, webhook_secret, clock.SYSTEM.now) if s.webhook_url else None
     senders: dict[str, Deliverer] = {  # one adapter per channel (redflag.channels.REGISTRY)
-        "user": SesDeliverer(s.sender_email),
+        "user": SesDeliverer(s.sender_email, configuration_set=s.email_configuration_set),
         "cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format),
         "webhook": WebhookDeliverer(webhook),
     }
@@ -90,6 +92,23 @@ def alerting_service(s: AlertSettings | None = None) -> AlertingService:
     links = unsubscribe_links(s.unsubscribe_url, unsubscribe_secret, s.unsubscribe_token_days, clock.SYSTEM.now)
     sender = Sender(senders, once, SqsParking(s.parked_queue_url), workers=width)
     return AlertingService(sender, people, policy, links)
+
+
+def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
+    from redflag.adapters.feedback_markers import DynamoFeedbackMarkers
+    from redflag.adapters.parking import SqsParking
+    from redflag.adapters.secrets import Secret
+    from redflag.adapters.send_once import DynamoSendOnce
+    from redflag.adapters.sns import SnsDeliverer
+    from redflag.services.feedback import FeedbackService
+    from redflag.services.sending import Sender
+
+    s = s or FeedbackSettings()
+    # the CS notices go the way every CS alert goes: once per alert id, parked when SNS refuses them
+    once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep)
+    sender = Sender({"cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format)}, once, SqsParking(s.parked_queue_url))
+    secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
+    return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender)
 
 
 def sweep_service(s: SweepSettings | None = None) -> SweepService:

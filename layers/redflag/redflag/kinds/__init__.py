@@ -5,6 +5,7 @@ branches on its name. Adding a kind: docs/extending.md.
     inactivity  kinds/inactivity.py  a user gone quiet for the rule's threshold
     usage_drop  kinds/usage_drop.py  an account whose weekly active users fell
     escalation  kinds/escalation.py  a user or account tripping several red flags in a window (no rule)
+    email_suppressed  kinds/suppression.py  a user's address bounced for good or complained (no rule)
 
 Here too: ``Rule``, the one model a rule is read with (every field of ``redflag.core.rules``,
 validated for its kind), and the ``RuleBook`` of every rule read at once.
@@ -22,10 +23,12 @@ from redflag.core.errors import invalid
 from redflag.core.events import EventType, TaskName, UserInfo, describe_errors
 from redflag.core.rules import RuleFields
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey
-from redflag.kinds import escalation, inactivity, task, usage_drop
+from redflag.kinds import escalation, inactivity, suppression, task, usage_drop
 from redflag.kinds.base import Kind
 
-REGISTRY: dict[str, Kind[Any]] = {k.name: k for k in (task.KIND, inactivity.KIND, usage_drop.KIND, escalation.KIND)}
+REGISTRY: dict[str, Kind[Any]] = {
+    k.name: k for k in (task.KIND, inactivity.KIND, usage_drop.KIND, escalation.KIND, suppression.KIND)
+}
 RULE_KINDS = tuple(name for name, k in REGISTRY.items() if k.configurable)
 SHARED = frozenset({"kind", "label", "notify", "severity"})  # every rule kind takes these
 ABOUT_USERS = frozenset({"segments", "email", "help_url", "holdout_percent"})  # a kind about users takes these too
