@@ -162,14 +162,8 @@ def list_rules(rules_dir: RulesDir = RULES_DIR) -> None:
 
 
 def threshold_text(rule: Rule) -> str:
-    """A rule's threshold in a few words (rules list, serve's banner)."""
-    if rule.kind == "usage_drop":
-        return f"weekly actives -{rule.drop_percent:g}%"
-    if rule.threshold is not None:
-        t = rule.threshold
-        learned = f"{t.factor:g} x {t.relative_to} ({t.fallback_seconds} s until {t.min_samples})"
-        return learned + (f", {rule.max_failures} failures" if rule.max_failures else "")
-    return f"{rule.threshold_seconds} s" + (f", {rule.max_failures} failures" if rule.max_failures else "")
+    """A rule's threshold in a few words (rules list, serve's banner), in its kind's words."""
+    return kinds.get(rule.kind).threshold_text(rule)
 
 
 def _segments(rule: Rule) -> str:
@@ -287,8 +281,9 @@ def preview(
         typer.echo(f"no rule {task!r} in {_shown(rules_dir)}; there are: {', '.join(sorted(rules))}", err=True)
         raise typer.Exit(1)
     rule = rules[task].for_segment(segment)
-    if rule.kind == "usage_drop":
-        typer.echo(f"{task}: a usage_drop rule tells customer success only; it never emails a user")
+    kind = kinds.get(rule.kind)
+    if kind.arms is None or kind.about != "user":
+        typer.echo(f"{task}: a {kind.name} rule tells customer success only; it never emails a user")
         raise typer.Exit(0)
     if failures and not rule.max_failures:
         typer.echo(f"{task}: the rule has no max_failures, so failures never flag it", err=True)
@@ -296,8 +291,7 @@ def preview(
     key = timers.TimerKey(user_id="u-preview", task=task)
     user = UserInfo(email="ada@example.com", name=name, segment=segment)
     t0 = 1_800_000_000.0
-    first = EventType.USER_ACTIVE if rule.kind == "inactivity" else EventType.TASK_STARTED
-    timer = kinds.apply_event(None, key, first, t0, rule, t0, user).timer
+    timer = kinds.apply_event(None, key, kind.arms, t0, rule, t0, user).timer
     if failures:
         for i in range(1, (rule.max_failures or 0) + 1):
             timer = kinds.apply_event(timer, key, EventType.TASK_FAILED, t0 + 60 * i, rule, t0 + 60 * i, user).timer

@@ -58,6 +58,7 @@ class Kind(ABC, Generic[S]):
     configurable: ClassVar[bool] = True  # a kind a rule names; False: raised by the alerting path itself
     reasons: ClassVar[tuple[FlagReason, ...]] = ()  # the reasons its red flags carry
     takes: ClassVar[frozenset[EventType]] = frozenset()  # events naming its rule that it applies
+    arms: ClassVar[EventType | None] = None  # the event that starts a run of its timer (None: it keeps none)
     fields: ClassVar[frozenset[str]] = frozenset()  # the kind-specific rule fields it takes
     default_notify: ClassVar[tuple[str, ...]] = ("user", "cs")
     counts_runs: ClassVar[bool] = False

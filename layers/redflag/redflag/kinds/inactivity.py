@@ -28,6 +28,7 @@ EMAILS = {
 class Inactivity(TimerKind):
     name = "inactivity"
     reasons = (FlagReason.INACTIVITY,)
+    arms = EventType.USER_ACTIVE
     takes = frozenset({EventType.USER_ACTIVE})
     fields = frozenset({"threshold_seconds", "expected_seconds"})
     counts_activity = True

@@ -42,6 +42,7 @@ EMAILS = {
 class Task(TimerKind):
     name = "task"
     reasons = (FlagReason.TIME, FlagReason.FAILURES)
+    arms = EventType.TASK_STARTED
     takes = frozenset({EventType.TASK_STARTED, EventType.TASK_COMPLETED, EventType.TASK_FAILED})
     fields = frozenset({"threshold_seconds", "threshold", "expected_seconds", "max_failures"})
     counts_runs = True
