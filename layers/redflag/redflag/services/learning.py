@@ -23,8 +23,10 @@ from redflag.core.weeks import day_of
 from redflag.kinds.base import Kind
 from redflag.services.changes import ActivityChanged, Change, TimerChanged
 
+# red flags are counted by reason, one counter each reason a kind that keeps a timer raises
+FLAG_COUNTERS = tuple(f"flag_{r.value}" for k in kinds.REGISTRY.values() if k.takes for r in k.reasons)
 COUNTERS = (
-    "started", "completed", "flag_time", "flag_failures", "flag_inactivity", "done_after_flag",
+    "started", "completed", *FLAG_COUNTERS, "done_after_flag",
     "flagged_emailed", "flagged_holdout", "done_after_flag_emailed", "done_after_flag_holdout",
 )  # fmt: skip
 
