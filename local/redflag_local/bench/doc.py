@@ -147,8 +147,10 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
             f"**Alerts.** A batch of {al['batch_size']} red flags (email + CS each: "
             + ", ".join(f"{n} {op}" for op, n in sorted(al["calls_per_batch"].items()))
             + f") takes {al['timing']['5 ms'].wall:.2f} s wall and {al['timing']['5 ms'].cpu:.2f} s CPU at 5 ms a "
-            f"call: {d['alert_batch_lambda']:.1f} s modelled at {mem['alerts']} MB. The records of a batch are "
-            f"handled one after another (the two channels of a record at once). {BURST:,} flags = "
+            f"call: {d['alert_batch_lambda']:.1f} s modelled at {mem['alerts']} MB. A batch is handled as a batch: "
+            "its users' state read at once and written once per user, its alerts claimed in one transaction, "
+            "sent concurrently, their results kept in batched writes. "
+            f"{BURST:,} flags = "
             f"{d['alert_batches']} batches: **{d['alert_drain_lambda']:.0f} s** on one stream shard at the "
             f"template's ParallelizationFactor of {d['alert_parallelization']} ({d['alert_drain_full']:.0f} s at a "
             "full vCPU)"
