@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redflag_local.bench import lateness as bench_lateness
+from redflag_local.bench.goals import BURST, SWEEP_GOAL, WITHIN, goal_table
 from redflag_local.bench.model import DELAY, FULL_VCPU_MB
 
 
@@ -20,7 +21,6 @@ def _usd(x: float) -> str:
 
 
 def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
-    from redflag_local.bench.run import BURST, SWEEP_GOAL, WITHIN, goal_table
 
     d = r.derived
     out = [

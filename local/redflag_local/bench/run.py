@@ -31,25 +31,11 @@ from typing import Any
 
 from redflag_local.bench import cost as bench_cost
 from redflag_local.bench import lateness as bench_lateness
+from redflag_local.bench.goals import BURST, SWEEP_GOAL, WITHIN, Goal, goal_table
 from redflag_local.standin.template import ROOT
 
 SECTIONS = ("lateness", "model", "cold", "cost")
 DOC = ROOT / "docs" / "benchmarks.md"
-BURST = 5000  # red flags at once, drained by the alerts function
-SWEEP_GOAL = 100_000  # due timers flagged ...
-WITHIN = 60.0  # ... within this many seconds; and the burst drained within it too
-
-
-@dataclass
-class Goal:
-    measure: str
-    goal: str
-    figure: str
-    met: bool | None  # None: not measured in this run
-
-    @property
-    def verdict(self) -> str:
-        return {True: "met", False: "NOT met", None: "not measured"}[self.met]
 
 
 @dataclass
@@ -317,15 +303,6 @@ def goals(r: Report) -> list[Goal]:
 
 
 # --- output -------------------------------------------------------------------------------------
-
-
-def goal_table(goals: list[Goal], markdown: bool = False) -> str:
-    if markdown:
-        lines = ["| measure | goal | measured | |", "|---|---|---|---|"]
-        lines += [f"| {g.measure} | {g.goal} | {g.figure} | **{g.verdict}** |" for g in goals]
-        return "\n".join(lines)
-    w = max(len(g.measure) for g in goals)
-    return "\n".join(f"{g.verdict:<12} {g.measure:<{w}}  {g.figure}" for g in goals)
 
 
 def machine() -> dict[str, str]:

@@ -1,14 +1,23 @@
-"""The stores behind ``redflag.services.users``: the opt-out markers in the timers table and the member markers
-in the stats table."""
+"""The markers: opt-out and suppression markers in the timers table (``redflag.services.users`` writes the
+opt-outs, ``redflag.services.feedback`` the suppressions SES reports), and the member markers in the
+stats table. Every opt-out and suppression marker has one layout: ``pk = suppress#{key}``,
+``sk = suppress``, ``kind = suppress``, no TTL, ``key`` a keyed hash of a user id or an address; so
+the alerting path finds them all with the keys it asks for, and erasure, which deletes only the user's
+own partition, keeps them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from redflag.adapters import aws
 from redflag.adapters import codec as items
 from redflag.adapters.dynamodb import DynamoTimerStore
 from redflag.adapters.stats_table import user_hash
-from redflag.services.ports import VersionConflict
+from redflag.services.feedback import Marked
+from redflag.services.ports import StoreUnavailable, VersionConflict
 
 KIND_SUPPRESS = "suppress"
 
@@ -44,3 +53,42 @@ class DynamoMembers:
     def forget(self, user_id: str, accounts: Sequence[str]) -> int:
         keys = [{"pk": f"member#{a}", "sk": user_hash(a, user_id)} for a in accounts]
         return self._stats.delete_keys(keys) if keys else 0
+
+
+class DynamoFeedbackMarkers:
+    """The suppression markers SES feedback writes (``redflag.services.feedback.Markers``): the opt-out
+    markers' layout (so the alerting path finds them with the keys it asks for, and erasure keeps them),
+    plus why and when (``reason``, ``at``) and which SES feedback wrote them (``source``, an SES id).
+    """
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._table = table_name
+        self._client = client or aws.client("dynamodb")
+
+    def mark(self, key: str, reason: str, at: float, source: str) -> Marked:
+        """One conditional PutItem; when the marker exists, the refusal hands back the stored one
+        (ReturnValuesOnConditionCheckFailure), so no second call tells a retry from a second bounce."""
+        item = items.suppression_item_key(key) | {
+            "kind": KIND_SUPPRESS,
+            "reason": reason,
+            "at": items.number(at),
+            "source": source,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=aws.to_attributes(item),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            code = aws.error_code(exc)
+            if code == "ConditionalCheckFailedException":
+                stored = aws.from_attributes(exc.response.get("Item") or {})
+                return Marked.REPEATED if stored.get("source") == source else Marked.KEPT
+            if aws.is_transient(exc):
+                raise StoreUnavailable(code) from None
+            raise
+        except BotoCoreError as exc:
+            raise StoreUnavailable(type(exc).__name__) from None
+        return Marked.NEW

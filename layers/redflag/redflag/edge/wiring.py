@@ -95,7 +95,7 @@ def alerting_service(s: AlertSettings | None = None) -> AlertingService:
 
 
 def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
-    from redflag.adapters.feedback_markers import DynamoFeedbackMarkers
+    from redflag.adapters.markers import DynamoFeedbackMarkers
     from redflag.adapters.parking import SqsParking
     from redflag.adapters.secrets import Secret
     from redflag.adapters.send_once import DynamoSendOnce
