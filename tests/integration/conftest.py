@@ -36,6 +36,10 @@ def json_logs(caplog):
     from redflag.adapters.observability import logger
 
     caplog.set_level(logging.INFO)
+    # one Logger serves every function in this process, at the level of the first stack that imported
+    # it (a quiet one logs errors only): this test reads its INFO lines
+    level = logger.log_level
+    logger.setLevel(logging.INFO)
     formatter = logger.registered_formatter
 
     class Lines:
@@ -45,7 +49,8 @@ def json_logs(caplog):
         def clear(self):
             caplog.clear()
 
-    return Lines()
+    yield Lines()
+    logger.setLevel(level)
 
 
 @pytest.fixture
