@@ -159,7 +159,9 @@ def quiet() -> Iterator[None]:
 
 # --- the due index, read quickly -----------------------------------------------------------------
 
-WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+WRITES = frozenset(
+    {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "BatchExecuteStatement"}
+)
 
 
 class DueIndex:
