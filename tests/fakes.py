@@ -32,6 +32,7 @@ class MemoryTimerStore:
         self.calls: list[str] = []
         self.fail_saves: set[int] = set()  # which save calls (1-based) raise StoreUnavailable
         self.pages = 0  # due-index pages read
+        self.counts = 0  # due-index pages counted (no entries returned)
         self.flag_calls: list[int] = []  # refs per flag_due_many call
         self.flag_faults: Callable[[DueRef], FlagResult | None] | None = None
         self._lock = threading.Lock()
@@ -58,24 +59,32 @@ class MemoryTimerStore:
                 raise VersionConflict()
             self.records[record.key] = record.model_copy(update={"version": expected_version + 1})
 
+    def _due(self, shard: int, until: float) -> list[tuple[int, DueRef]]:
+        return sorted(
+            (t.due_at, ref_of(key))
+            for key, t in self.timers.items()
+            if t.state is timers.TimerState.OPEN
+            and t.due_at is not None
+            and t.due_at <= math.floor(until)
+            and shard_of(key, self.shards) == shard
+        )
+
     def due_page(self, shard: int, until: float, limit: int, after: object | None = None) -> DuePage:
         """Pages as DynamoDB gives them: by (due_at, key), ``limit`` at a time; the cursor is the last
         entry of a full page. Refs are plain tuples, like the real store's (pk, sk)."""
         with self._lock:
             self.pages += 1
-            entries = sorted(
-                (t.due_at, ref_of(key))
-                for key, t in self.timers.items()
-                if t.state is timers.TimerState.OPEN
-                and t.due_at is not None
-                and t.due_at <= math.floor(until)
-                and shard_of(key, self.shards) == shard
-            )
+            entries = self._due(shard, until)
             if after is not None:
                 entries = [e for e in entries if e > after]  # type: ignore[operator]
             page = entries[:limit]
             cursor = page[-1] if len(page) == limit else None
             return DuePage([(ref, due_at) for due_at, ref in page], cursor)
+
+    def due_count(self, shard: int, until: float, limit: int) -> int:
+        with self._lock:
+            self.counts += 1
+            return min(limit, len(self._due(shard, until)))
 
     def flag_due(self, key: timers.TimerKey, now: float, expires_at: int) -> bool:
         with self._lock:

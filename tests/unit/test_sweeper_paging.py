@@ -69,23 +69,32 @@ def test_a_heavy_minute_is_flagged_page_by_page_each_timer_at_its_due_time():
     assert report.held <= 30 * store.shards
 
 
-def test_fan_out_is_decided_from_the_first_page_of_each_shard():
+def test_fan_out_is_decided_from_a_count_of_the_first_page_of_each_shard():
     store, clock = armed(800)
     clock.t = T0 + 3600
-    pages_when_dispatched = []
+    seen_when_dispatched = []
 
     class Dispatcher(RecordingDispatcher):
         def dispatch(self, shards):
-            pages_when_dispatched.append(store.pages)
+            seen_when_dispatched.append((store.counts, store.pages))
             super().dispatch(shards)
 
     dispatcher = Dispatcher()
     plan = SweepPlan(shards=store.shards, page_size=20, fanout_at=40)
     report = SweepService(store, plan, clock, dispatcher=dispatcher).run(lambda: 75)
     assert report.dispatched == store.shards - 1
-    assert set(pages_when_dispatched) == {store.shards}  # one page of each shard read, nothing more
+    assert set(seen_when_dispatched) == {(store.shards, 0)}  # one count per shard, no page read yet
     handed = {s for group in dispatcher.groups for s in group}
     assert report.flagged == sum(1 for k in store.timers if shard_of(k, store.shards) not in handed)
+
+
+def test_a_light_minute_starts_no_worker():
+    store, clock = armed(30)
+    clock.t = T0 + 3600
+    dispatcher = RecordingDispatcher()
+    plan = SweepPlan(shards=store.shards, page_size=20, fanout_at=124)  # 31 in one shard would start workers
+    report = SweepService(store, plan, clock, dispatcher=dispatcher).run(lambda: 75)
+    assert report.dispatched == 0 and report.flagged == 30 and store.counts == store.shards
 
 
 def test_a_minute_due_ahead_fans_out_too_not_only_a_backlog():

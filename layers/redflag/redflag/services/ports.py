@@ -65,6 +65,11 @@ class TimerStore(Protocol):
         Raises StoreUnavailable."""
         ...
 
+    def due_count(self, shard: int, until: float, limit: int) -> int:
+        """How many of the first ``limit`` entries of that page there are (at most ``limit``), without
+        the entries themselves. Raises StoreUnavailable."""
+        ...
+
     def flag_due_many(self, refs: Sequence[DueRef], now: float, expires_at: int) -> list[FlagResult]:
         """``timers.expire`` for each of ``refs`` as one conditional write each, without reading first,
         in as few calls as the store allows: an open timer due by ``now`` becomes flagged. One result
