@@ -73,7 +73,7 @@ class SweepPlan:
     poll_seconds: float = 5.0  # look-ahead mode: seconds between reads
     period: float = 60.0  # one scheduled run covers this much time
     overlap: float = 5.0  # look-ahead mode: cover a little of the next run too (schedule jitter)
-    page_size: int = 1000
+    page_size: int = 250  # due keys held per shard at most (a Query page)
     workers: int = 32  # concurrent calls: shard reads, flag writes (a chunk is workers x batch flags)
     batch: int = 25  # flags per write call (BatchExecuteStatement takes 25 statements)
     margin: float = 2.0  # stop this long before the Lambda deadline
