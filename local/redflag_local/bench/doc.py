@@ -271,6 +271,9 @@ def _sweeper(r: Any, d: dict[str, Any], mem: dict[str, int]) -> list[str]:
         "|---|---|---|---|---|---|---|",
         f"| {sw['due']:,} falling due evenly over one minute | {1 + minute['workers']} | {minute['flagged']:,} | "
         f"{minute['p50']:.2f} s | {minute['p99']:.2f} s | {minute['max']:.2f} s | {minute['drain_seconds']:.0f} s |",
+        f"| the same, the drain workers warm (a heavy minute after another) | {1 + minute['workers']} | "
+        f"{minute['flagged']:,} | {minute['warm']['p50']:.2f} s | {minute['warm']['p99']:.2f} s | "
+        f"{minute['warm']['max']:.2f} s | - |",
         f"| {sw['due']:,} already due (an outage) | {1 + backlog['workers']} | {backlog['flagged']:,} | - | - | - | "
         f"**{backlog['drain_seconds']:.0f} s** |",
         "",

@@ -416,7 +416,7 @@ def latency(b: Bench, repeat: int = 5, request_events: int = 100, ingest_events:
         )
 
         # -- the sweeper: ``due`` timers falling due within a minute, and already due (bench/sweep.py)
-        sweeper = bench_sweep.run(b, w, due=due, repeat=1, cold=cold, progress=progress)  # CPU time: load-proof
+        sweeper = bench_sweep.run(b, w, due=due, repeat=2 if repeat > 2 else 1, cold=cold, progress=progress)
 
         # -- the alerts function: batches of the template's BatchSize, every record a red flag (2 channels)
         alerts = _alerts(b, w, records[0], alert_batches, repeat)
