@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from redflag.channels.messages import Alert
 from redflag.core import timers
 from redflag.core.rules import RuleBook, parse_rules
+from redflag.core.timers import TimerKey
 from redflag.services.ports import (
     ChannelFailed,
     DuePage,
@@ -86,11 +87,11 @@ class MemoryTimerStore:
             self.counts += 1
             return min(limit, len(self._due(shard, until)))
 
-    def flag_due(self, key: timers.TimerKey, now: float, expires_at: int) -> bool:
+    def flag_due(self, key: TimerKey, now: float, expires_at: int) -> bool:
         with self._lock:
             current = self.records.get(key)
             flagged = timers.expire(current, now) if isinstance(current, timers.Timer) else None
-            if flagged is None:
+            if current is None or flagged is None:
                 return False
             self.records[key] = flagged.model_copy(update={"expires_at": expires_at, "version": current.version + 1})
             return True
@@ -109,13 +110,13 @@ class MemoryTimerStore:
         return out
 
 
-def ref_of(key: timers.TimerKey) -> DueRef:
+def ref_of(key: TimerKey) -> DueRef:
     return (key.user_id, key.task, key.instance_id)
 
 
-def key_of(ref: DueRef) -> timers.TimerKey:
+def key_of(ref: DueRef) -> TimerKey:
     user_id, task, instance_id = ref
-    return timers.TimerKey(user_id=user_id, task=task, instance_id=instance_id)
+    return TimerKey(user_id=user_id, task=task, instance_id=instance_id)
 
 
 class StaticRules:

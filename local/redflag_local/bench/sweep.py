@@ -24,12 +24,12 @@ process's CPU time (every thread) divided by the function's share of a vCPU (mem
 one 5 ms round trip for each round of calls the service sends at once (``Rounds``: a thread-pool
 ``map``, its calls concurrent, their CPU going through the one share), plus the waits the sweeper asks
 for (for its next due time or read: nothing runs then, so they pass at once). CPU time, not wall
-time: other work on this shared machine cannot slow the model down. The index's own work is taken
-off. This machine's core counts as one vCPU; a busy machine still inflates CPU time somewhat (caches,
-shared cores), so the backlog case is run twice and the better kept. A worker's cold start is its handler's import (the cold
-section's median when it ran, else timed here in a fresh interpreter, CPU), stretched by the same
-share (Lambda may give an init more CPU; this is the pessimistic side); Lambda's event queue adds its
-own delay before a worker starts, not modelled.
+time: other work on this shared machine does not slow the model down, though a busy machine still
+inflates CPU time somewhat (caches, shared cores), so the backlog case is run twice and the better
+kept. The index's own work is taken off. This machine's core counts as one vCPU. A worker's cold
+start is its handler's import (the cold section's median when it ran, else timed here in a fresh
+interpreter, CPU), stretched by the same share (Lambda may give an init more CPU; this is the
+pessimistic side); Lambda's event queue adds its own delay before a worker starts, not modelled.
 
 Peak memory: tracemalloc's peak over a scheduled run of a backlog (the count, the fan-out, its own
 shard drained page by page), at a tenth of the backlog and at the whole of it, on the same answers at
@@ -194,7 +194,7 @@ class Index:
 
     def _batch(self, body: dict[str, Any]) -> Answer:
         at = (self.clock.now() if self.clock else 0.0) + self.delay  # answered after its round trip
-        responses = []
+        responses: list[dict[str, Any]] = []
         with self.lock:
             for statement in body["Statements"]:
                 params = statement["Parameters"]
@@ -284,7 +284,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def cold_import(stack: Any, function: str) -> dict[str, float]:
+def cold_import(stack: Any, function: str) -> dict[str, Any]:
     """The handler's import in a fresh interpreter (its environment from the template): CPU seconds,
     and the process's peak RSS after it (VmHWM: the fork's pages before exec are not counted), MiB."""
     from redflag_local.standin.stack import LOCAL_ENV
@@ -306,7 +306,8 @@ def cold_import(stack: Any, function: str) -> dict[str, float]:
                              cwd=folder)  # fmt: skip
         runs.append(tuple(float(x) for x in out.stdout.split()[-2:]))
     seconds, rss = runs[-1]
-    return {"seconds": seconds, "rss_mib": rss}
+    measured: dict[str, Any] = {"seconds": seconds, "rss_mib": rss}
+    return measured
 
 
 def peak_memory(b: Any, w: Wire, index: Index, n: int, t0: float) -> dict[str, float]:

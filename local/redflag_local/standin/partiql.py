@@ -191,7 +191,7 @@ def batch_execute(request: AWSPreparedRequest, key_names: Callable[[str], list[s
         calls = [(u.table, update_item(u, params, key_names(u.table))) for u, params in parsed]
     except (Unsupported, KeyError):
         return None
-    responses = []
+    responses: list[dict[str, Any]] = []
     for table, call in calls:
         headers = HTTPHeaders()
         for k, v in request.headers.items():
