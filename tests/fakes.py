@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
-from redflag.channels.messages import Alert
+from redflag import channels
+from redflag.channels.base import Alert
 from redflag.core import timers
-from redflag.core.rules import RuleBook, parse_rules
+from redflag.core.interventions import Escalation, Standing, UserState
 from redflag.core.timers import TimerKey
+from redflag.kinds import RuleBook, parse_rules
 from redflag.services.ports import (
     ChannelFailed,
+    Claim,
     DuePage,
     DueRef,
     FlagResult,
     Record,
     RecordKey,
+    Refused,
     StoreUnavailable,
     VersionConflict,
 )
@@ -130,19 +134,117 @@ class StaticRules:
 
 
 class RecordingSender:
-    """Idempotent on alert_id, like the real sender; ``failing`` channels raise ChannelFailed."""
+    """Every channel's adapter at once (``Deliverer``): records what it sends; ``failing`` channels
+    raise ChannelFailed (a passing fault), ``refusing`` ones refuse for good."""
 
-    def __init__(self, failing: set[str] | None = None) -> None:
+    def __init__(self, failing: set[str] | None = None, refusing: set[str] | None = None) -> None:
         self.sent: list[Alert] = []
         self.failing = failing or set()
-        self._seen: set[str] = set()
+        self.refusing = refusing or set()
         self._lock = threading.Lock()
 
-    def send(self, alert: Alert) -> None:
+    def deliver(self, alert: Alert) -> str | Refused:
         if alert.channel in self.failing:
             raise ChannelFailed(alert.channel, "ThrottlingException")
+        if alert.channel in self.refusing:
+            return Refused("MessageRejected")
         with self._lock:
-            if alert.alert_id in self._seen:
-                return
-            self._seen.add(alert.alert_id)
             self.sent.append(alert)
+            return f"m-{len(self.sent)}"
+
+    def senders(self) -> dict[str, RecordingSender]:
+        return dict.fromkeys(channels.REGISTRY, self)
+
+
+class MemorySendOnce:
+    """``SendOnce`` in memory, with DynamoDB's semantics: a claim is a conditional write."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, tuple[Claim, dict[str, str] | None, float]] = {}  # a crashed claim never lapses here
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def record_id(self, alert_id: str) -> str:
+        return f"alert#{alert_id}"
+
+    def claim(self, alert_ids: Sequence[str], until: float) -> dict[str, tuple[Claim, dict[str, str] | None]]:
+        out: dict[str, tuple[Claim, dict[str, str] | None]] = {}
+        with self._lock:
+            for a in alert_ids:
+                self.calls.append("claim")
+                stored = self.records.get(a)
+                if stored is None:
+                    self.records[a] = (Claim.BUSY, None, until)
+                    out[a] = (Claim.NEW, None)
+                else:
+                    out[a] = (stored[0], stored[1])
+        return out
+
+    def complete(self, results: Mapping[str, dict[str, str]]) -> None:
+        with self._lock:
+            self.calls.append("complete")
+            for a, result in results.items():
+                self.records[a] = (Claim.DONE, result, 0.0)
+
+    def release(self, alert_ids: Sequence[str]) -> None:
+        with self._lock:
+            self.calls.append("release")
+            for a in alert_ids:
+                self.records.pop(a, None)
+
+
+class NoParking:
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, str]] = []
+
+    def park(self, alert: Alert, error: str, record_id: str) -> None:
+        self.parked.append((alert.alert_id, error))
+
+
+class MemoryPeople:
+    """``People`` in memory: versioned states, conditional writes; ``suppressed`` user ids; ``steal``:
+    a concurrent writer bumps these states once, between the read and the write."""
+
+    def __init__(self, suppressed: set[str] | None = None) -> None:
+        self.users: dict[str, UserState] = {}
+        self.accounts: dict[str, Escalation] = {}
+        self.suppressed = suppressed or set()
+        self.deferred: dict[str, float] = {}
+        self.calls: list[str] = []
+        self.steal: set[tuple[str, str]] = set()
+
+    def load(self, users: Mapping[str, str | None], accounts: Collection[str]) -> Standing:
+        self.calls.append("load")
+        return Standing(
+            suppressed={u for u in users if u in self.suppressed},
+            users={u: self.users[u] for u in users if u in self.users},
+            accounts={a: self.accounts[a] for a in accounts if a in self.accounts},
+        )
+
+    def save(self, users: Sequence[UserState], accounts: Sequence[Escalation]) -> dict[tuple[str, str], str]:
+        lost: dict[tuple[str, str], str] = {}
+        for subject in list(self.steal):
+            scope, sid = subject
+            if scope == "user" and sid in self.users:
+                self.users[sid] = self.users[sid].model_copy(update={"version": self.users[sid].version + 1})
+            self.steal.discard(subject)
+        for s in users:
+            self.calls.append("save")
+            stored = self.users.get(s.user_id)
+            if (stored.version if stored else 0) != s.version:
+                lost[("user", s.user_id)] = "lost"
+                continue
+            self.users[s.user_id] = s.model_copy(update={"version": s.version + 1})
+        for e in accounts:
+            self.calls.append("save")
+            stored_e = self.accounts.get(e.subject_id)
+            if (stored_e.version if stored_e else 0) != e.version:
+                lost[("account", e.subject_id)] = "lost"
+                continue
+            self.accounts[e.subject_id] = e.model_copy(update={"version": e.version + 1})
+        return lost
+
+    def defer(self, kept: Sequence[tuple[timers.Timer, float]]) -> list[timers.Timer]:
+        for timer, until in kept:
+            self.deferred.setdefault(timer.alert_id("user"), until)
+        return []

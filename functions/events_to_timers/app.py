@@ -4,6 +4,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -17,7 +18,7 @@ register_error_handlers(app)
 service = ingest_service()
 
 
-def _doc(description: str, model: type) -> dict:
+def _doc(description: str, model: type) -> OpenAPIResponse:
     return {"description": description, "content": {content_types.APPLICATION_JSON: {"model": model}}}
 
 
@@ -43,7 +44,7 @@ def post_events(
     return Response(
         status_code=503 if everything_failed else 202,
         content_type=content_types.APPLICATION_JSON,
-        body=result.model_dump(mode="json"),
+        body=result.model_dump(mode="json"),  # type: ignore[arg-type]  # typed by its model for the OpenAPI schema, sent as its JSON
         headers={"Retry-After": "1"} if result.retry else None,
     )
 

@@ -12,12 +12,12 @@ from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordMo
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
-from redflag.adapters.codec import record_of
 from redflag.adapters.observability import logger, metrics, tracer
+from redflag.adapters.stream import decode
 from redflag.core import clock
 from redflag.core.baselines import ALL
-from redflag.core.fold import Fold
 from redflag.edge.wiring import stats_store
+from redflag.services.learning import Fold
 
 store = stats_store()
 
@@ -47,13 +47,12 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     fold = Fold.from_state(window.state)
     skipped = 0
     for record in window.Records:
-        change = record.dynamodb
         try:
-            old, new = record_of(change.OldImage or {}), record_of(change.NewImage or {})  # type: ignore[arg-type]
+            change = decode(record)
         except ValueError:
             skipped += 1  # an item this code cannot read teaches nothing; the rest of the window counts
             continue
-        fold.add(record.eventName, record.userIdentity is not None, old, new)  # type: ignore[arg-type]
+        fold.add_change(change)
     if skipped:
         logger.warning("records skipped", extra={"skipped": skipped})
     if not window.isFinalInvokeForWindow:

@@ -107,7 +107,7 @@ def test_a_refused_usage_drop_alert_is_replayed_from_its_account_flag(stack):
     from boto3.dynamodb.types import TypeSerializer
 
     from redflag.adapters.codec import account_flag_item
-    from redflag.core.rules import Rule
+    from redflag.kinds import Rule
     from redflag.kinds.usage_drop import AccountFlag
 
     rule = Rule.model_validate(

@@ -9,7 +9,7 @@ import yaml
 from moto import mock_aws
 from typer.testing import CliRunner
 
-from redflag.core.rules import Rule
+from redflag.kinds import Rule
 from redflag_local.cli import app
 from redflag_local.ops.rules_files import RULES_DIR, load_rules
 from redflag_local.ops.rules_sync import SsmRuleStore, diff_rules, pull, push

@@ -58,7 +58,7 @@ def test_slack_messages_and_signed_webhook_posts_land_in_the_outbox(served):
     hooks = wait_for_files(served.outbox, "*-webhook-*.json", lambda p: '"u-serve-hook"' in p.read_text())
     assert len(hooks) == 1, served.output()
     hook = json.loads(hooks[0].read_text())
-    assert hook["signature"] == "valid" and hook["headers"]["X-RedFlag-Signature"].startswith("t=")
+    assert hook["signature"] == "valid" and hook["headers"]["webhook-signature"].startswith("v1,")  # standardwebhooks
     assert (hook["body"]["type"], hook["body"]["task"]) == ("red_flag", "quick_hook")
 
     served.post(started("u-serve-slack", task="quick", name="<!channel> Slacker", event_id="e-serve-slack"))

@@ -15,13 +15,21 @@ WANTED = {
     "emails": {"AlertsSentUSER", "EmailsCapped", "EmailsDeferred", "EmailsSuppressed"},
     "CS, Slack, webhook": {"AlertsSentCS", "SlackPosts", "AlertsSentWEBHOOK"},
     "completions after alert": {"CompletedAfterFlag"},
+    "SES feedback": {
+        *("SesDelivery", "SesBouncePermanent", "SesBounceTransient", "SesComplaint", "SesReject"),
+        *("SesRenderingFailure", "SesDeliveryDelay", "SesClick", "SesOnSuppressionList"),
+    },
 }
 
 
 def dashboard_metrics() -> set[tuple[str, str]]:
     body = Template().sam["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    widgets = json.loads(body.replace("${AWS::Region}", "us-east-1"))["widgets"]
-    return {(m[1], m[3]) for w in widgets for m in w["properties"]["metrics"]}
+    for name, value in {"AWS::Region": "us-east-1", "EmailConfigurationSet": "cs", "BounceRateAlarmThreshold": "0.04",
+                        "ComplaintRateAlarmThreshold": "0.0008"}.items():  # fmt: skip
+        body = body.replace("${" + name + "}", value)
+    widgets = json.loads(body)["widgets"]
+    # Red Flag's own metrics (SES's reputation metrics, namespace AWS/SES, are SES's)
+    return {(m[1], m[3]) for w in widgets for m in w["properties"]["metrics"] if m[0] == "RedFlag"}
 
 
 def emitted_names() -> set[str]:

@@ -5,11 +5,13 @@ import itertools
 
 import boto3
 
+from redflag import kinds
 from redflag.adapters.codec import shard_of
 from redflag.adapters.dynamodb import DynamoTimerStore
 from redflag.core import timers
-from redflag.core.rules import Rule
+from redflag.core.events import EventType
 from redflag.core.timers import TimerKey, TimerState
+from redflag.kinds import Rule
 
 RULE = Rule(label="creating a landing page", threshold_seconds=600)
 
@@ -34,7 +36,7 @@ def test_due_query_finds_a_due_timer_in_every_shard_and_never_a_closed_one(stack
         for kind in ("due", "not_yet", "completed", "flagged", "idle"):
             key = key_in_shard(shard, shards, taken)
             started = now - 700 if kind != "not_yet" else now - 100
-            armed = timers.apply_event(None, key, timers.EventType.TASK_STARTED, started, RULE, now).timer
+            armed = kinds.apply_event(None, key, EventType.TASK_STARTED, started, RULE, now).timer
             if kind == "completed":
                 armed = armed.model_copy(update={"state": TimerState.COMPLETED, "completed_at": now - 10})
             elif kind == "flagged":

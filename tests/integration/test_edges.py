@@ -211,7 +211,14 @@ def test_a_failed_success_record_never_sends_the_email_twice(stack):
     idempotency = stack.physical["IdempotencyTable"]
     faults = [
         # every attempt to record the email's success fails (the SDK's 3 tries, our 4 rounds)
-        Fault("dynamodb", "UpdateItem", "ProvisionedThroughputExceededException", 400, rate=1.0, table=idempotency),
+        Fault(
+            "dynamodb",
+            "BatchWriteItem",
+            "ProvisionedThroughputExceededException",
+            400,
+            rate=1.0,
+            body_contains=idempotency,
+        ),
         # and the CS alert fails, so the stream record is retried
         Fault("sns", "Publish", "InternalError", 500, rate=1.0),
     ]

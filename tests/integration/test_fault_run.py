@@ -6,9 +6,9 @@ AWS misbehaves the way it does:
 - DynamoDB fails 5 % of ingest writes: throttles (the SDK retries), version conflicts (a concurrent
   writer won: re-read and decide again) and transaction conflicts (not retried by the SDK: the event
   is answered ``retry`` and the client sends exactly those events again);
-- the idempotency store fails (three times in a row: the SDK gives up once) to record a send that
+- the idempotency store fails (three times in a row: the SDK gives up once) to record sends that
   succeeded;
-- the alerts function crashes once mid-batch;
+- the alerts function crashes once mid-batch (claiming its alerts);
 - a few users have addresses SES refuses for good (MessageRejected).
 
 The stream's event source mapping is modelled as AWS runs it (``LocalStack.deliver_stream``): a
@@ -98,16 +98,17 @@ def fault_run():
             Fault("dynamodb", "PutItem", "ProvisionedThroughputExceededException", 400, rate=0.02, table=timers),
             Fault("dynamodb", "PutItem", "ConditionalCheckFailedException", 400, rate=0.02, table=timers),
             Fault("dynamodb", "PutItem", "TransactionConflictException", 400, rate=0.01, table=timers),
-            # the success record of one send: the SDK tries 3 times, all fail once
+            # the results of one batch's sends: the SDK tries 3 times, all fail once
             Fault(
                 "dynamodb",
-                "UpdateItem",
+                "BatchWriteItem",
                 "ProvisionedThroughputExceededException",
                 400,
-                nth=[40, 41, 42],
-                table=idempotency,
+                nth=[6, 7, 8],
+                body_contains=idempotency,
             ),
-            Fault("dynamodb", "PutItem", crash=True, nth=[150], table=idempotency),  # dies mid-batch
+            # dies mid-batch, claiming the batch's alerts
+            Fault("dynamodb", "TransactWriteItems", crash=True, nth=[5], body_contains=idempotency),
         ]
         with stack.faults(*faults, seed=11) as injected:
             for minute, events in sorted(events_by_minute(tasks, t0).items()):

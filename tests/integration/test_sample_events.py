@@ -29,9 +29,27 @@ def stats(stack):
     return counts.get("completed", 0), learned[("create_landing_page", "*")].histogram.n if learned else 0
 
 
+# SES's documented records: what each counts as, and what the feedback function did with it
+SES_SAMPLES = {
+    "bounce_permanent": ("bounce_permanent", "suppressed"),
+    "bounce_transient": ("bounce_transient", "counted"),
+    "bounce_on_suppression_list": ("ses_suppressed", "suppressed"),
+    "complaint": ("complaint", "suppressed"),
+    "delivery": ("delivery", "counted"),
+    "click": ("click", "counted"),
+    "reject": ("reject", "counted"),
+    "rendering_failure": ("rendering_failure", "counted"),
+    "delivery_delay": ("delivery_delay", "counted"),
+}
+
+
+def handled_as(kind, outcome):
+    return lambda out: [(h["kind"], h["outcome"]) for h in out["handled"]] == [(kind, outcome)]
+
+
 def expectation(stack, sample):
     alerts = (len(stack.emails()), len(stack.cs_alerts()))
-    return {
+    expected = {
         "events_to_timers/post_events.json": lambda out: out["statusCode"] == 202,
         "events_to_timers/post_single_event.json": lambda out: out["statusCode"] == 202,
         "events_to_timers/post_malformed_json.json": lambda out: out["statusCode"] == 400,
@@ -52,7 +70,8 @@ def expectation(stack, sample):
         "users_api/post_unsubscribe.json": lambda out: out["statusCode"] == 403,
         "users_api/put_subscription.json": lambda out: out["statusCode"] == 200,
         "users_api/delete_user.json": lambda out: out["statusCode"] == 200,
-    }[sample]
+    } | {f"ses_events_to_state/{name}.json": handled_as(*what) for name, what in SES_SAMPLES.items()}
+    return expected[sample]
 
 
 @pytest.mark.parametrize("sample", SAMPLES)

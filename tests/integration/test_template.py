@@ -90,3 +90,152 @@ def test_sweep_schedule_off_disables_the_sweeper():
         s.expire_ttl()  # TTL is the backstop: still a red flag, just later
         s.deliver_stream()
         assert [a["message"]["user_id"] for a in s.cs_alerts()] == ["u1"]
+
+
+# --- the public edge: what CloudFormation deploys (the SAM-translated template; moto never sees the API) ---
+
+ACCOUNT_LIMITS = (10_000, 5_000)  # API Gateway's default per account and region (rate/s, burst), shared by every API
+
+
+@pytest.fixture(scope="module")
+def cfn():
+    from redflag_local.translated import translate
+
+    return translate()
+
+
+def _default(cfn, node):
+    """A value as deployed with the parameters' defaults (a Ref to a parameter resolved)."""
+    if isinstance(node, dict) and set(node) == {"Ref"}:
+        return cfn["Parameters"][node["Ref"]]["Default"]
+    return node
+
+
+def _stage(cfn):
+    (stage,) = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    return stage
+
+
+def _keyless_routes(cfn):
+    body = cfn["Resources"]["ServerlessRestApi"]["Properties"]["Body"]
+    return {
+        (path, method.upper())
+        for path, methods in body["paths"].items()
+        for method, op in methods.items()
+        if not any("api_key" in s for s in op.get("security", []))
+    }
+
+
+def test_the_stage_throttles_every_route_and_each_keyless_route_tighter(cfn):
+    # ResourcePath: "/*" (every route) or "/" + the path with each "/" written "~1" (CloudFormation's encoding)
+    settings = {
+        (p if (p := s["ResourcePath"]) == "/*" else p[1:].replace("~1", "/"), s["HttpMethod"]): s
+        for s in _stage(cfn)["MethodSettings"]
+    }
+    limits = {
+        k: (_default(cfn, s["ThrottlingRateLimit"]), _default(cfn, s["ThrottlingBurstLimit"]))
+        for k, s in settings.items()
+    }
+    stage_rate, stage_burst = limits.pop(("/*", "*"))
+    # a method's own setting replaces the stage's: every route without a key has one, and only those
+    assert set(limits) == _keyless_routes(cfn) == {("/v1/unsubscribe", "GET"), ("/v1/unsubscribe", "POST")}
+    for rate, burst in limits.values():
+        assert 0 < rate < stage_rate and 0 < burst < stage_burst
+        assert burst >= rate  # the bucket holds at least a second of the rate
+    # the stage bounds all keys together, each key held to the usage plan; all under the account's shared limits
+    (plan,) = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::UsagePlan"]
+    assert plan["Throttle"]["RateLimit"] <= stage_rate < ACCOUNT_LIMITS[0]
+    assert plan["Throttle"]["BurstLimit"] <= stage_burst < ACCOUNT_LIMITS[1]
+    # no execution logs nor data traces (they log the query string: the token), no paid per-method metrics
+    assert not any(s.get(k) for s in settings.values() for k in ("DataTraceEnabled", "LoggingLevel", "MetricsEnabled"))
+
+
+def _render(fmt, status, **values):
+    """An access log line as API Gateway writes it: each $context variable replaced, "-" when it has no value."""
+    import re
+
+    names = {"$context.status": str(status)} | {f"$context.{k}": v for k, v in values.items()}
+    return json.loads(re.sub(r"\$context(?:\.\w+)+", lambda m: names.get(m.group(0), "-"), fmt))
+
+
+def test_the_access_log_holds_route_status_and_latency_and_no_personal_data(cfn):
+    import re
+
+    stage = _stage(cfn)
+    assert stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    group = cfn["Resources"]["ApiAccessLogGroup"]
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert group["DependsOn"] == "ApiGatewayAccount"  # the stage (which names the group) waits for the logging role
+    account = cfn["Resources"]["ApiGatewayAccount"]["Properties"]
+    assert account["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
+
+    fmt = stage["AccessLogSetting"]["Format"]
+    variables = set(re.findall(r"\$\w+(?:\.\w+)*", fmt))
+    assert all(v.startswith("$context.") for v in variables)  # no $input/$method: no body, query string or header
+    identity = {v for v in variables if v.startswith("$context.identity.")}
+    assert identity == {"$context.identity.apiKeyId"}  # not sourceIp, userAgent, caller, user ...
+    assert "$context.path" not in variables  # the path as called (a user id in it); resourcePath is the pattern
+    assert not any(w in v.lower() for v in variables for w in ("override", "authorizer", "querystring", "header"))
+    # valid JSON even for a request rejected before any integration ran (every other variable "-")
+    line = _render(fmt, 429, resourcePath="/v1/unsubscribe", httpMethod="POST")
+    assert {"requestId", "httpMethod", "resourcePath", "status", "responseLatency", "errorType"} <= set(line)
+    assert line["status"] == 429 and line["resourcePath"] == "/v1/unsubscribe"
+
+
+def _filter_matches(pattern, line):
+    """CloudWatch Logs' JSON filter syntax, the subset the template uses: terms ($.field op value) joined by &&;
+    "=" on a quoted string compares strings, >=/<= on a number compare numbers (never a quoted "403")."""
+    import re
+
+    for term in re.fullmatch(r"\{ (.+) \}", pattern).group(1).split(" && "):
+        field, op, want = re.fullmatch(r'\(\$\.(\w+) (=|>=|<=) ("[^"]*"|\d+)\)', term).groups()
+        got = line.get(field)
+        if want.startswith('"'):
+            ok = op == "=" and got == want[1:-1]
+        else:
+            ok = isinstance(got, int) and {"=": got == int(want), ">=": got >= int(want), "<=": got <= int(want)}[op]
+        if not ok:
+            return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status", "counted"),
+    [
+        ("/v1/unsubscribe", "GET", 403, True),  # a forged or expired token
+        ("/v1/unsubscribe", "POST", 429, True),  # the route's throttle
+        ("/v1/unsubscribe", "POST", 400, True),
+        ("/v1/unsubscribe", "POST", 200, False),
+        ("/v1/unsubscribe", "POST", 503, False),  # a 5xx is Api5xxAlarm's
+        ("/v1/events", "POST", 403, False),  # a missing key on a keyed route
+        ("/v1/users/{user_id}", "DELETE", 404, False),
+    ],
+)
+def test_the_4xx_metric_counts_only_the_keyless_routes_4xx(cfn, path, method, status, counted):
+    pattern = cfn["Resources"]["ApiUnsubscribe4xxMetricFilter"]["Properties"]["FilterPattern"]
+    line = _render(_stage(cfn)["AccessLogSetting"]["Format"], status, resourcePath=path, httpMethod=method)
+    assert _filter_matches(pattern, line) is counted
+
+
+def test_a_4xx_storm_on_unsubscribe_alarms_to_the_ops_topic(stack):
+    """Deployed (moto): the filter on the access log group, the alarm on its metric, the logging role set."""
+    logs = boto3.client("logs")
+    group = stack.physical["ApiAccessLogGroup"]
+    (described,) = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    assert described["retentionInDays"] == int(stack.template.sam["Parameters"]["LogRetentionDays"]["Default"])
+    (metric_filter,) = logs.describe_metric_filters(logGroupName=group)["metricFilters"]
+    (transformation,) = metric_filter["metricTransformations"]
+    alarms = boto3.client("cloudwatch").describe_alarms(AlarmNames=[stack.physical["ApiUnsubscribe4xxAlarm"]])
+    (alarm,) = alarms["MetricAlarms"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        transformation["metricNamespace"],
+        transformation["metricName"],
+    )
+    assert transformation["metricValue"] == "1"  # one per answer: the alarm's Sum is a count of 4xx answers
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 100)
+    assert alarm["AlarmActions"] == [stack.physical["OpsTopic"]] and alarm["TreatMissingData"] == "notBreaching"
+    role = boto3.client("iam").get_role(RoleName=stack.physical["ApiGatewayCloudWatchRole"])["Role"]
+    assert boto3.client("apigateway").get_account()["cloudwatchRoleArn"] == role["Arn"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}

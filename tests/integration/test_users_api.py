@@ -251,11 +251,11 @@ def test_erasure_leaves_only_the_hashed_opt_out_and_the_user_is_never_emailed_ag
     assert emails == []
     stack.post_events(started(user, "page-3", account_id=account))  # left open
     held = {i["sk"].split("#")[0] for i in stack.items() if i["pk"] == user}
-    assert held == {"task", "user", "deferred", "emails"}
-    assert stack.get_item(f"esc#user#{user}", "escalation") is not None
+    assert held == {"task", "user", "deferred", "alerting"}  # alerting: the email log and the escalation state
+    assert stack.get_item(user, "alerting")["flags"] != "[]"
 
     assert one_click(stack, link_of(email["message"])[1]).status == 200
-    count = len([i for i in stack.items() if i["pk"] == user]) + 1  # and the escalation state
+    count = len([i for i in stack.items() if i["pk"] == user])
     sent_before, alerts_before = len(stack.emails()), len(stack.cs_alerts())
 
     answer = erase(stack, user)
@@ -279,7 +279,8 @@ def test_erasure_leaves_only_the_hashed_opt_out_and_the_user_is_never_emailed_ag
 
 def test_erasing_a_user_who_never_opted_out_does_not_opt_them_out(stack):
     red_flag(stack, "u-plain", "page-1")
-    assert erase(stack, "u-plain").json() == {"user_id": "u-plain", "deleted": 3, "suppressed": False}
+    # the timer, and the alerting record (the email log and the escalation state, one record)
+    assert erase(stack, "u-plain").json() == {"user_id": "u-plain", "deleted": 2, "suppressed": False}
     assert [i for i in stack.items() if i["pk"] in ("u-plain", "esc#user#u-plain")] == []
     assert len(red_flag(stack, "u-plain", "page-2")[0]) == 1
 
@@ -290,7 +291,7 @@ def test_erasing_an_unknown_user_is_a_200_with_nothing_deleted(stack):
 
 def test_a_percent_encoded_user_id_is_the_user_id(stack):
     red_flag(stack, "team/ada#1", "page-1")
-    assert erase(stack, "team%2Fada%231").json()["deleted"] == 3
+    assert erase(stack, "team%2Fada%231").json()["deleted"] == 2  # the timer and the alerting record
     assert [i for i in stack.items() if i["pk"] == "team/ada#1"] == []
 
 
@@ -307,7 +308,7 @@ def test_a_busy_table_is_a_503_to_send_again(stack):
         busy = erase(stack, "u-busy")
     assert (busy.status, busy.headers["retry-after"]) == (503, "1") and "send the request again" in busy.body
     assert one_click(stack, token).status == 200  # sent again: done
-    assert erase(stack, "u-busy").json()["deleted"] == 3
+    assert erase(stack, "u-busy").json()["deleted"] == 2  # the timer and the alerting record
 
 
 # --- (e) which routes need the API key -------------------------------------------------------------
@@ -413,7 +414,7 @@ def test_redflag_users_opts_out_opts_in_and_erases_printing_ids_only(stack, user
     assert len(red_flag(stack, "u-cli", "page-3")[0]) == 1
 
     code, out = redflag_users("erase", "u-cli", "--url", base, "--api-key", KEY)
-    assert (code, out) == (0, "u-cli: erased, 5 item(s) deleted\n")
+    assert (code, out) == (0, "u-cli: erased, 4 item(s) deleted\n")
     assert seen[-1][:2] == ("DELETE", "/Prod/v1/users/u-cli")
     assert [i for i in stack.items() if i["pk"] == "u-cli"] == []
 

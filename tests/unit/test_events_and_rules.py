@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from redflag.core.events import EventBatch, TaskEvent, describe_errors
-from redflag.core.rules import Rule, parse_rules
+from redflag.kinds import Rule, parse_rules
 
 
 def test_a_bare_event_is_accepted_as_a_batch_of_one():

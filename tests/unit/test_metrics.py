@@ -7,15 +7,15 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from redflag import kinds
 from redflag.core import baselines, timers, weeks
 from redflag.core.activity import Activity, ActivityKey
 from redflag.core.baselines import ALL, BASE, Histogram, threshold_for
 from redflag.core.events import EventType, Outcome, UserInfo, describe_errors
-from redflag.core.fold import Fold
-from redflag.core.rules import Rule
 from redflag.core.timers import FlagReason, TimerKey, TimerState
-from redflag.kinds import usage_drop
+from redflag.kinds import Rule, usage_drop
 from redflag.services.ingest import IngestService
+from redflag.services.learning import Fold
 from tests.fakes import MemoryTimerStore, StaticRules
 
 T0 = 1_800_000_000.0
@@ -178,7 +178,7 @@ KEY = TimerKey(user_id="u1", task="import")
 
 
 def apply(timer, kind, at, rule=FAILING):
-    d = timers.apply_event(timer, KEY, kind, at, rule, at)
+    d = kinds.apply_event(timer, KEY, kind, at, rule, at)
     return d, (d.timer.model_copy(update={"version": (timer.version if timer else 0) + 1}) if d.timer else timer)
 
 
@@ -216,7 +216,7 @@ def test_inactivity_daily_activity_never_flags_three_silent_days_flag_once_activ
     t = None
     key = TimerKey(user_id="u1", task="practice")
     for day in range(5):  # active every day
-        d = timers.apply_event(t, key, EventType.USER_ACTIVE, T0 + day * DAY, PRACTICE, T0 + day * DAY)
+        d = kinds.apply_event(t, key, EventType.USER_ACTIVE, T0 + day * DAY, PRACTICE, T0 + day * DAY)
         t = d.timer.model_copy(update={"version": (t.version if t else 0) + 1})
         assert timers.expire(t, T0 + day * DAY + DAY) is None
     last = T0 + 4 * DAY
@@ -224,7 +224,7 @@ def test_inactivity_daily_activity_never_flags_three_silent_days_flag_once_activ
     flagged = timers.expire(t, last + 3 * DAY)
     assert flagged.state is TimerState.FLAGGED and flagged.flag_reason is FlagReason.INACTIVITY
     assert timers.expire(flagged, last + 9 * DAY) is None  # once
-    d = timers.apply_event(flagged, key, EventType.USER_ACTIVE, last + 4 * DAY, PRACTICE, last + 4 * DAY)
+    d = kinds.apply_event(flagged, key, EventType.USER_ACTIVE, last + 4 * DAY, PRACTICE, last + 4 * DAY)
     assert d.outcome is Outcome.ARMED and d.timer.state is TimerState.OPEN
     assert d.timer.due_at == math.ceil(last + 7 * DAY) and d.timer.run_id != flagged.run_id
 
@@ -273,8 +273,8 @@ def test_a_fold_counts_starts_completions_flags_and_activity_and_survives_its_wi
     rule = Rule(label="t", threshold_seconds=600)
     user = UserInfo(segment="pro", account_id="acme")
     key = TimerKey(user_id="u1", task="t")
-    opened = timers.apply_event(None, key, EventType.TASK_STARTED, T0, rule, T0, user).timer
-    done = timers.apply_event(opened, key, EventType.TASK_COMPLETED, T0 + 300, rule, T0 + 300).timer
+    opened = kinds.apply_event(None, key, EventType.TASK_STARTED, T0, rule, T0, user).timer
+    done = kinds.apply_event(opened, key, EventType.TASK_COMPLETED, T0 + 300, rule, T0 + 300).timer
     flagged = timers.expire(opened, T0 + 600)
     fold = Fold()
     fold.add("INSERT", False, None, opened)

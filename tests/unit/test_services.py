@@ -10,9 +10,11 @@ from redflag.core.activity import ActivityKey
 from redflag.core.events import Outcome
 from redflag.core.timers import TimerKey, TimerState
 from redflag.services.alerting import AlertingService
+from redflag.services.changes import TimerChanged
 from redflag.services.ingest import IngestService
+from redflag.services.sending import Sender
 from redflag.services.sweeping import SweepPlan, SweepService
-from tests.fakes import MemoryTimerStore, RecordingSender, StaticRules
+from tests.fakes import MemorySendOnce, MemoryTimerStore, NoParking, RecordingSender, StaticRules
 
 T0 = 1_800_000_000.0
 RULES = {"create_landing_page": json.dumps({"label": "creating a landing page", "threshold_seconds": 900})}
@@ -99,11 +101,11 @@ def test_sweep_then_alert_exactly_once_even_if_the_change_is_delivered_twice():
     report = sweeper(store, clock, lookahead=False, passes=1).run(lambda: 60)
     assert report.flagged == 1
     sender = RecordingSender()
-    alerting = AlertingService(sender)
+    alerting = AlertingService(Sender(sender.senders(), MemorySendOnce(), NoParking()))
     timer = store.get(TimerKey(user_id="a", task="create_landing_page"))
     old = timer.model_copy(update={"state": TimerState.OPEN})
     for _ in range(2):  # a retried batch
-        alerting.handle_change("MODIFY", False, old, timer, clock())
+        alerting.handle([("1", TimerChanged("MODIFY", False, old, timer))], clock(), clock() + 30)
     assert sorted(a.channel for a in sender.sent) == ["cs", "user"]
     clock.t += 60
     assert sweeper(store, clock, lookahead=False, passes=1).run(lambda: 60).flagged == 0

@@ -2,10 +2,11 @@
 
 import pytest
 
+from redflag import kinds
 from redflag.core import timers
 from redflag.core.events import EventType, Outcome, UserInfo
-from redflag.core.rules import Rule
 from redflag.core.timers import TimerKey, TimerState
+from redflag.kinds import Rule
 
 RULE = Rule(label="creating a landing page", threshold_seconds=900, expected_seconds=600)
 KEY = TimerKey(user_id="u1", task="create_landing_page")
@@ -14,7 +15,7 @@ STARTED, COMPLETED, FAILED = EventType.TASK_STARTED, EventType.TASK_COMPLETED, E
 
 
 def step(current, kind, at, now=None):
-    decision = timers.apply_event(current, KEY, kind, at, RULE, now if now is not None else at)
+    decision = kinds.apply_event(current, KEY, kind, at, RULE, now if now is not None else at)
     stored = (
         decision.timer.model_copy(update={"version": (current.version if current else 0) + 1})
         if decision.timer

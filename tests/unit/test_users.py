@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from redflag.adapters.secrets import suppression_keys, unsubscribe_links
+from redflag.adapters.user_records import DynamoUserRecords, accounts_of
 from redflag.core import unsubscribe
 from redflag.core.unsubscribe import InvalidToken
-from redflag.services.users import MAX_TOKEN_CHARS, SubscriptionChange, UsersService, accounts_of, user_id_error
+from redflag.services.users import MAX_TOKEN_CHARS, SubscriptionChange, UsersService, user_id_error
 
 SECRET = b"k" * 64
 NOW = 1_800_000_000.0
@@ -75,7 +76,7 @@ class Clock:
 
 def make(found=()):
     store, marks, members, clock = FakeStore(found), FakeSuppressions(), FakeMembers(), Clock()
-    return UsersService(store, marks, members, lambda: SECRET, clock), store, marks, members, clock
+    return UsersService(DynamoUserRecords(store), marks, members, lambda: SECRET, clock), store, marks, members, clock
 
 
 def link_token(user_id, email, days=180, secret=SECRET):

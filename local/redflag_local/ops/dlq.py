@@ -552,9 +552,28 @@ def _replay_one(target: ReplayTarget, p: Parked) -> ReplayResult:
     return ReplayResult(p, False, "not a message this tool knows; left in the queue")
 
 
+def _forget(target: ReplayTarget, item: dict[str, Any]) -> bool:
+    """Forget a refusal kept as an alert's result, unless it changed since it was read (then False)."""
+    try:
+        target.dynamodb.delete_item(
+            TableName=target.idempotency_table,
+            Key={"id": item["id"]},
+            ConditionExpression="#s = :s AND #d = :d",
+            ExpressionAttributeNames={"#s": "status", "#d": "data"},
+            ExpressionAttributeValues={":s": item["status"], ":d": item["data"]},
+        )
+    except target.dynamodb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
 def _replay_slack(target: ReplayTarget, p: Parked) -> ReplayResult:
     if target.invoke_slack is None:
         return ReplayResult(p, False, "this stack has no Slack notifier (SlackWebhookParameter); left in the queue")
+    if record_id := p.body.get("record"):  # the notifier parked a refusal: forget it, so the replay posts
+        before, item = _idempotency(target, str(record_id))
+        if before == "rejected" and item is not None and not _forget(target, item):
+            return ReplayResult(p, False, "its idempotency record changed meanwhile; left in the queue, try again")
     answer = target.invoke_slack({"Records": p.sns_records})
     if answer.get("FunctionError"):
         return ReplayResult(p, False, f"the notifier failed ({answer['FunctionError']}); left in the queue")
@@ -600,17 +619,8 @@ def _replay_alert(target: ReplayTarget, p: Parked) -> ReplayResult:
     record = _alert_record(target, list(ids), channel, f"replay-{p.message_id}")
     if isinstance(record, str):
         return ReplayResult(p, False, f"{record}; left in the queue")
-    if before == "rejected" and item is not None:  # forget the refusal, unless it changed since we read it
-        try:
-            target.dynamodb.delete_item(
-                TableName=target.idempotency_table,
-                Key={"id": item["id"]},
-                ConditionExpression="#s = :s AND #d = :d",
-                ExpressionAttributeNames={"#s": "status", "#d": "data"},
-                ExpressionAttributeValues={":s": item["status"], ":d": item["data"]},
-            )
-        except target.dynamodb.exceptions.ConditionalCheckFailedException:
-            return ReplayResult(p, False, "its idempotency record changed meanwhile; left in the queue, try again")
+    if before == "rejected" and item is not None and not _forget(target, item):
+        return ReplayResult(p, False, "its idempotency record changed meanwhile; left in the queue, try again")
     failed, error = _run(target, [record])
     if error or failed:
         return ReplayResult(p, False, f"the {channel} channel failed again ({error or 'retryable'}); left in the queue")

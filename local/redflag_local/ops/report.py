@@ -23,11 +23,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from redflag.channels.messages import humanize
+from redflag import kinds
 from redflag.core.baselines import ALL, bucket_bounds, suggest, threshold_for
-from redflag.core.fold import TaskStats
-from redflag.core.rules import Rule
+from redflag.core.text import humanize
 from redflag.core.weeks import day_of, week_of, week_start, weeks_before
+from redflag.kinds import Rule
+from redflag.services.learning import TaskStats
 
 
 class StatsSource(Protocol):
@@ -98,7 +99,8 @@ def _rate(a: int, b: int) -> float | None:
 def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
     rows = []
     for task, rule in sorted(rules.items()):
-        if rule.kind == "usage_drop":
+        kind = kinds.get(rule.kind)
+        if not kind.takes:  # a kind that keeps no timer (usage_drop) has no runs to report
             continue
         segments = source.task_segments(task)
         hists = {seg: s.histogram for seg, s in segments.items()}
@@ -107,7 +109,7 @@ def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
             c = s.counts
             flags = c.get("flag_time", 0) + c.get("flag_failures", 0) + c.get("flag_inactivity", 0)
             effective = rule.for_segment(None if seg == ALL else seg)
-            threshold = threshold_for(effective, None if seg == ALL else seg, hists) if rule.kind == "task" else None
+            threshold = threshold_for(effective, None if seg == ALL else seg, hists) if kind.counts_runs else None
             started = c.get("started", 0)
             rows.append(
                 TaskRow(
@@ -121,11 +123,11 @@ def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
                     p90=s.histogram.quantile(0.9),
                     threshold=threshold.seconds if threshold else effective.threshold_seconds,
                     basis=threshold.basis if threshold else "fixed",
-                    suggested=suggest(s.histogram) if rule.kind == "task" else None,
+                    suggested=suggest(s.histogram) if kind.counts_runs else None,
                     flags_time=c.get("flag_time", 0),
                     flags_failures=c.get("flag_failures", 0),
                     flags_inactivity=c.get("flag_inactivity", 0),
-                    flag_rate=_rate(flags, started) if rule.kind == "task" else None,
+                    flag_rate=_rate(flags, started) if kind.counts_runs else None,
                     done_after_flag=c.get("done_after_flag", 0),
                     flagged_emailed=c.get("flagged_emailed", 0),
                     done_after_flag_emailed=c.get("done_after_flag_emailed", 0),
@@ -295,7 +297,7 @@ def from_stack(stack: Any, now: float | None = None) -> Report:
     import boto3
 
     from redflag.adapters.stats_table import DynamoStats
-    from redflag.core.rules import parse_rules
+    from redflag.kinds import parse_rules
     from redflag_local.ops.rules_sync import SsmRuleStore
 
     stack.flush_windows()
@@ -309,7 +311,7 @@ def from_aws(profile: str | None, region: str | None, stack_name: str, now: floa
     import boto3
 
     from redflag.adapters.stats_table import DynamoStats
-    from redflag.core.rules import parse_rules
+    from redflag.kinds import parse_rules
     from redflag_local.ops.rules_sync import SsmRuleStore
 
     session = boto3.Session(profile_name=profile, region_name=region)

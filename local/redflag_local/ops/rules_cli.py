@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from redflag.core.rules import Rule
+from redflag import kinds
+from redflag.kinds import Rule
 from redflag_local.ops.rules_files import RULES_DIR, RuleProblem, load_rules
 from redflag_local.ops.rules_sync import (
     DEFAULT_ENDPOINT,
@@ -161,14 +162,8 @@ def list_rules(rules_dir: RulesDir = RULES_DIR) -> None:
 
 
 def threshold_text(rule: Rule) -> str:
-    """A rule's threshold in a few words (rules list, serve's banner)."""
-    if rule.kind == "usage_drop":
-        return f"weekly actives -{rule.drop_percent:g}%"
-    if rule.threshold is not None:
-        t = rule.threshold
-        learned = f"{t.factor:g} x {t.relative_to} ({t.fallback_seconds} s until {t.min_samples})"
-        return learned + (f", {rule.max_failures} failures" if rule.max_failures else "")
-    return f"{rule.threshold_seconds} s" + (f", {rule.max_failures} failures" if rule.max_failures else "")
+    """A rule's threshold in a few words (rules list, serve's banner), in its kind's words."""
+    return kinds.get(rule.kind).threshold_text(rule)
 
 
 def _segments(rule: Rule) -> str:
@@ -277,7 +272,7 @@ def preview(
 ) -> None:
     """Print the email a red flag of this rule sends, rendered with made-up values, as the alerts
     function renders it (the rule's own template, or the default for the kind of struggle)."""
-    from redflag.channels import messages as alerts
+    from redflag.channels.email import compose_email
     from redflag.core import timers
     from redflag.core.events import EventType, UserInfo
 
@@ -286,8 +281,9 @@ def preview(
         typer.echo(f"no rule {task!r} in {_shown(rules_dir)}; there are: {', '.join(sorted(rules))}", err=True)
         raise typer.Exit(1)
     rule = rules[task].for_segment(segment)
-    if rule.kind == "usage_drop":
-        typer.echo(f"{task}: a usage_drop rule tells customer success only; it never emails a user")
+    kind = kinds.get(rule.kind)
+    if kind.arms is None or kind.about != "user":
+        typer.echo(f"{task}: a {kind.name} rule tells customer success only; it never emails a user")
         raise typer.Exit(0)
     if failures and not rule.max_failures:
         typer.echo(f"{task}: the rule has no max_failures, so failures never flag it", err=True)
@@ -295,17 +291,14 @@ def preview(
     key = timers.TimerKey(user_id="u-preview", task=task)
     user = UserInfo(email="ada@example.com", name=name, segment=segment)
     t0 = 1_800_000_000.0
-    first = EventType.USER_ACTIVE if rule.kind == "inactivity" else EventType.TASK_STARTED
-    timer = timers.apply_event(None, key, first, t0, rule, t0, user).timer
+    timer = kinds.apply_event(None, key, kind.arms, t0, rule, t0, user).timer
     if failures:
         for i in range(1, (rule.max_failures or 0) + 1):
-            timer = timers.apply_event(timer, key, EventType.TASK_FAILED, t0 + 60 * i, rule, t0 + 60 * i, user).timer
+            timer = kinds.apply_event(timer, key, EventType.TASK_FAILED, t0 + 60 * i, rule, t0 + 60 * i, user).timer
     else:
         timer = timers.expire(timer, (timer.due_at or t0) if timer else t0)
     email = (
-        alerts.compose_email(timer, None, lambda u, e: "https://example.com/Prod/v1/unsubscribe?token=…")
-        if timer
-        else None
+        compose_email(timer, None, lambda u, e: "https://example.com/Prod/v1/unsubscribe?token=…") if timer else None
     )
     if email is None:
         typer.echo(f"{task}: this rule sends no email (notify: {', '.join(rule.notify)})", err=True)

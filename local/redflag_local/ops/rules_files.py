@@ -10,7 +10,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from redflag.core.events import TaskName, field_of
-from redflag.core.rules import Rule
+from redflag.kinds import Rule
 
 RULES_DIR = Path(__file__).resolve().parents[3] / "rules"  # the repo's rules/ (template.ROOT / "rules")
 

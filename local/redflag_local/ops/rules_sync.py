@@ -2,7 +2,7 @@
 
 Two stores look the same to ``diff``/``push``/``pull``: SSM Parameter Store (any boto3 SSM client:
 a real account, or moto in tests) and a running ``redflag serve`` (its ``/local/rules`` routes).
-Rules are compared by meaning (parsed with ``redflag.core.rules.Rule``, defaults filled in), so JSON
+Rules are compared by meaning (parsed with ``redflag.kinds.Rule``, defaults filled in), so JSON
 formatting or an omitted default is not a change.
 """
 
@@ -20,7 +20,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from redflag.core.events import TaskName, describe_errors
-from redflag.core.rules import Rule
+from redflag.kinds import Rule
 from redflag_local.ops.rules_files import as_parameters, load_rules
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:3000"

@@ -18,7 +18,7 @@ Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``r
 
     GET    /local/rules          {"rules_path": "/redflag/rules", "rules": {"<task>": "<rule JSON>"}}
     GET    /local/report         what `redflag report` shows (redflag_local.ops.report.Report, as JSON)
-    PUT    /local/rules/<task>   body: one rule as JSON; validated with redflag.core.rules.Rule (422 if not)
+    PUT    /local/rules/<task>   body: one rule as JSON; validated with redflag.kinds.Rule (422 if not)
     DELETE /local/rules/<task>
 
 A rule written here takes effect on the next event (the ingest handler's rule cache is cleared);
@@ -47,8 +47,9 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from redflag.adapters.outbound import receiver_secret
 from redflag.core.events import TaskName, describe_errors
-from redflag.core.rules import Rule
+from redflag.kinds import Rule
 from redflag_local.ops.rules_cli import threshold_text
 from redflag_local.ops.rules_files import RULES_DIR, as_parameters, load_rules
 from redflag_local.standin.receiver import Post, Receiver
@@ -134,19 +135,16 @@ def alert_ids(header: str | None) -> dict[str, str]:
     return dict(zip(("user", "task", "instance", "run", "channel"), parts, strict=True))
 
 
-def verify_signature(secret: bytes, post: Post, tolerance: float = 300) -> bool:
-    """X-RedFlag-Signature checked as docs/webhooks.md tells a product to: HMAC-SHA256 of
-    "<t>.<body>" with the webhook secret, and a timestamp within ``tolerance`` seconds."""
-    import hashlib
-    import hmac
+def verify_signature(secret: str, post: Post) -> bool:
+    """The webhook POST checked as docs/webhooks.md tells a product to: the ``standardwebhooks``
+    library with the ``whsec_`` secret (the Standard Webhooks headers; five minutes of tolerance)."""
+    from standardwebhooks import Webhook, WebhookVerificationError
 
     try:
-        parts = dict(p.split("=", 1) for p in post.header("X-RedFlag-Signature").split(","))
-        t = int(parts["t"])
-    except (KeyError, ValueError):
+        Webhook(secret).verify(post.body, post.headers, json_parse=False)
+    except (WebhookVerificationError, ValueError):
         return False
-    expected = hmac.new(secret, f"{t}.".encode() + post.body, hashlib.sha256).hexdigest()
-    return abs(time.time() - t) <= tolerance and hmac.compare_digest(expected, parts.get("v1", ""))
+    return True
 
 
 def _safe(text: str) -> str:
@@ -218,7 +216,8 @@ class Outbox:
             body: Any = json.loads(post.body)
         except ValueError:
             body = post.body.decode(errors="replace")
-        keep = ("Content-Type", "User-Agent", "X-RedFlag-Signature")
+        keep = ("Content-Type", "User-Agent", "webhook-id", "webhook-timestamp", "webhook-signature")
+        keep += ("X-RedFlag-Signature",)  # deprecated, still sent (docs/webhooks.md)
         doc = {"path": post.path, "headers": {k: post.header(k) for k in keep if post.header(k)}, "body": body}
         ids = {"task": "slack"}
         if kind == "webhook" and isinstance(body, dict):
@@ -264,7 +263,7 @@ class LocalServer:
         self.stack = LocalStack(
             clock_start=time.time(), env_overrides=once | hooks | ({} if verbose else QUIET), parameters=parameters
         )
-        self._webhook_secret = b""
+        self._webhook_secret = ""  # whsec_…, as the product is given it
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -284,7 +283,7 @@ class LocalServer:
 
             secret = self.stack.function_env[self.stack.template.function_for("timers_to_alerts")]["WEBHOOK_SECRET_ARN"]
             value = boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
-            self._webhook_secret = value.encode()  # read now: the receiver's thread must not call moto
+            self._webhook_secret = receiver_secret(value)  # read now: the receiver's thread must not call moto
         self._ticker = threading.Thread(target=self._tick_loop, name="redflag-clock", daemon=True)
         self._ticker.start()
         return self

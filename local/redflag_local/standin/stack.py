@@ -10,6 +10,7 @@ items, marked with the service identity on the stream), the stream's event sourc
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import io
 import json
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
@@ -62,6 +64,12 @@ LOCAL_ENV = {
     "SWEEP_POLL_SECONDS": "20",
 }
 _de = TypeDeserializer()
+# SES's eventType -> the MatchingEventTypes value of an event destination that takes it
+SES_EVENT_TYPES = {
+    "Send": "SEND", "Reject": "REJECT", "Bounce": "BOUNCE", "Complaint": "COMPLAINT", "Delivery": "DELIVERY",
+    "Open": "OPEN", "Click": "CLICK", "Rendering Failure": "RENDERING_FAILURE", "DeliveryDelay": "DELIVERY_DELAY",
+    "Subscription": "SUBSCRIPTION",
+}  # fmt: skip
 
 
 class SimClock:
@@ -162,6 +170,8 @@ _moto_call = BotocoreStubber.__call__
 
 
 ASYNC_INVOKES: list[tuple[str, dict[str, Any]]] = []  # (function name, payload): Lambda's event queue
+# SES message id -> what its SendEmail asked that moto's SES v2 keeps no record of (the configuration set)
+SES_SENDS: dict[str, dict[str, Any]] = {}
 
 
 def _call_with_faults(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
@@ -180,7 +190,13 @@ def _call_with_faults(self: BotocoreStubber, event_name: str, request: Any, **kw
         name = request.url.split("/functions/", 1)[1].split("/", 1)[0]
         ASYNC_INVOKES.append((name, json.loads(request.body or b"{}")))
         return AWSResponse(request.url, 202, {}, MockRawResponse(b""))  # type: ignore[arg-type]
-    return _moto_call(self, event_name, request, **kwargs)
+    response = _moto_call(self, event_name, request, **kwargs)
+    sent = response is not None and response.status_code == 200
+    if self.enabled and sent and event_name.endswith(".sesv2.SendEmail"):
+        asked = json.loads(request.body or b"{}")
+        message_id = json.loads(response.content)["MessageId"]  # type: ignore[union-attr]
+        SES_SENDS[message_id] = {k: asked[k] for k in ("ConfigurationSetName",) if k in asked}
+    return response
 
 
 def _key_names(table: str) -> list[str]:
@@ -285,6 +301,7 @@ class LocalStack:
         self._mock.start()
         FAULTS.rules.clear()
         ASYNC_INVOKES.clear()
+        SES_SENDS.clear()
         from aws_lambda_powertools.utilities import parameters
 
         parameters.clear_caches()  # a new stack is a new account: no secret or parameter of the last one
@@ -572,6 +589,50 @@ class LocalStack:
             }
             boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(message))
         return []
+
+    # --- SES event publishing: the configuration set's event destination ------------------------------
+
+    def ses_event(self, record: dict[str, Any], index: int = -1) -> dict[str, Any]:
+        """An SES event record (one of SES's documented examples) as SES would publish it about an email
+        sent here (``index``: its place in ``emails()``): that email's message id, recipient, headers and
+        configuration set, in the places SES puts them; the rest of the record as given."""
+        from email import message_from_bytes
+
+        from moto.ses.models import ses_backends
+
+        sent = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages[index]
+        msg = message_from_bytes(sent.raw_data.encode())
+        to = parseaddr(str(msg["To"]))[1]
+        out = copy.deepcopy(record)
+        mail = out["mail"]
+        mail |= {"messageId": sent.id, "destination": [to], "headersTruncated": False}
+        mail["headers"] = [{"name": k, "value": str(v)} for k, v in msg.items()]
+        mail["commonHeaders"] = {"from": [str(msg["From"])], "to": [str(msg["To"])], "messageId": sent.id,
+                                 "subject": str(msg["Subject"])}  # fmt: skip
+        config = SES_SENDS.get(sent.id, {}).get("ConfigurationSetName")
+        mail["tags"] = mail.get("tags", {}) | ({"ses:configuration-set": [config]} if config else {})
+        for part, recipients in (("bounce", "bouncedRecipients"), ("complaint", "complainedRecipients"),
+                                 ("deliveryDelay", "delayedRecipients")):  # fmt: skip
+            if part in out:
+                out[part][recipients] = [r | {"emailAddress": to} for r in out[part][recipients][:1]]
+        if "delivery" in out:
+            out["delivery"]["recipients"] = [to]
+        return out
+
+    def publish_ses_event(self, record: dict[str, Any]) -> list[Any]:
+        """What SES does with an event of an email sent through a configuration set: the record goes to
+        the SNS topic of the set's event destination (as deployed) when the destination takes its event
+        type, then SNS hands it to the functions subscribed. An email sent without a configuration set,
+        or an event type the destination does not take, publishes nothing. The invocations' answers."""
+        from moto.ses.models import ses_backends
+
+        sent_with = SES_SENDS.get(record["mail"]["messageId"], {}).get("ConfigurationSetName")
+        destination = ses_backends[DEFAULT_ACCOUNT_ID][REGION].config_set_event_destination.get(sent_with or "")
+        kind = SES_EVENT_TYPES[record["eventType"]]
+        if not destination or not destination.get("Enabled", True) or kind not in destination["MatchingEventTypes"]:
+            return []
+        boto3.client("sns").publish(TopicArn=destination["SnsDestination"]["TopicARN"], Message=json.dumps(record))
+        return self.deliver_notifications()
 
     def put_slack_webhook(self, url: str) -> None:
         """The Slack incoming webhook URL, as the operator stores it: an SSM SecureString named by the

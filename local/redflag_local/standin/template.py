@@ -34,7 +34,9 @@ _TAUGHT: list[type] = []
 
 def _teach_moto_cloudformation() -> None:
     """moto 5.2's CloudFormation has no AWS::CloudWatch::Alarm, AWS::SNS::Subscription,
-    AWS::SecretsManager::Secret nor AWS::Lambda::EventInvokeConfig: it
+    AWS::SNS::TopicPolicy, AWS::SecretsManager::Secret, AWS::Lambda::EventInvokeConfig,
+    AWS::Logs::MetricFilter, AWS::ApiGateway::Account nor the SES configuration set and its event
+    destination: it
     warns, skips them, and its describe_stack_resources then fails. Rather than drop the alarms
     and the ops subscription from the moto copy (and test nothing), create them through moto's
     cloudwatch and sns backends, as CloudFormation would. Defined on first use (moto's models
@@ -121,12 +123,61 @@ def _teach_moto_cloudformation() -> None:
         lambda_backends[account_id][region_name].put_function_event_invoke_config(p["FunctionName"], config)
         return f"{p['FunctionName']}:$LATEST"
 
+    def metric_filter(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        from moto.logs.models import logs_backends
+
+        # the API's shape: MetricName -> metricName, ...
+        transformations = [{k[0].lower() + k[1:]: v for k, v in t.items()} for t in p["MetricTransformations"]]
+        logs_backends[account_id][region_name].put_metric_filter(
+            name, p["FilterPattern"], p["LogGroupName"], transformations
+        )
+        return name
+
+    def apigateway_account(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        """The region's API Gateway logging role: an account setting (the API itself the harness plays)."""
+        from moto.apigateway.models import apigateway_backends
+
+        patch = [{"op": "replace", "path": "/cloudwatchRoleArn", "value": p["CloudWatchRoleArn"]}]
+        apigateway_backends[account_id][region_name].update_account(patch)
+        return f"{account_id}-{region_name}"
+
+    def topic_policy(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        for arn in p["Topics"]:
+            sns_backends[account_id][region_name].set_topic_attribute(arn, "policy", json.dumps(p["PolicyDocument"]))
+        return name
+
+    def configuration_set(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        """SES v2's configuration set: reputation metrics, sending and suppression options as given."""
+        from moto.sesv2.models import sesv2_backends
+
+        sesv2_backends[account_id][region_name].create_configuration_set(
+            configuration_set_name=name, tracking_options=p.get("TrackingOptions", {}),
+            delivery_options=p.get("DeliveryOptions", {}), reputation_options=p.get("ReputationOptions", {}),
+            sending_options=p.get("SendingOptions", {}), tags=p.get("Tags", []),
+            suppression_options=p.get("SuppressionOptions", {}), vdm_options=p.get("VdmOptions", {}),
+        )  # fmt: skip
+        return name
+
+    def event_destination(name: str, p: dict[str, Any], account_id: str, region_name: str) -> str:
+        """Kept in moto's SES backend, where the stand-in's event publishing reads it (stack.publish_ses_event)."""
+        from moto.ses.models import ses_backends
+
+        ses_backends[account_id][region_name].create_configuration_set_event_destination(
+            p["ConfigurationSetName"], p["EventDestination"]
+        )
+        return f"{p['ConfigurationSetName']}|{p['EventDestination']['Name']}"
+
     _TAUGHT.extend(  # held here: moto finds them through CloudFormationModel.__subclasses__(), weak references
         [
             model("AWS::CloudWatch::Alarm", alarm, "AlarmName"),
             model("AWS::SNS::Subscription", subscription),
             model("AWS::SecretsManager::Secret", secret, "Name"),
             model("AWS::Lambda::EventInvokeConfig", event_invoke_config),
+            model("AWS::Logs::MetricFilter", metric_filter, "FilterName"),
+            model("AWS::ApiGateway::Account", apigateway_account),
+            model("AWS::SNS::TopicPolicy", topic_policy),
+            model("AWS::SES::ConfigurationSet", configuration_set, "Name"),
+            model("AWS::SES::ConfigurationSetEventDestination", event_destination),
         ]
     )
 

@@ -4,12 +4,14 @@ retry mode, and a connection pool as wide as the concurrency the services use.""
 from __future__ import annotations
 
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.retries import standard
 
 CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -18,33 +20,31 @@ CONFIG = Config(
     max_pool_connections=64,
 )
 
-# error codes that mean "not now" rather than "never": retried by the SDK, then by us or by the caller
+# What "not now" rather than "never" looks like: first what the SDK's standard retry mode itself
+# retries (botocore.retries.standard: its transient and throttling codes, 500/502/503/504, 429), read
+# from botocore so a code it learns is retried here too; then the few it leaves out that are passing
+# for us. A call that fails with one of them was already retried by the SDK (CONFIG); the caller
+# retries the record, never records it as refused.
+_SDK_RETRYABLE = standard.OrRetryChecker(
+    [standard.TransientRetryableChecker(), standard.ThrottledRetryableChecker(), standard.ThrottlingStatusCodeChecker()]
+)
+# the SDK's checkers retry 429, 500, 502, 503 and 504 by status; 408 (Request Timeout) is HTTP's own
+# "send it again", which botocore only knows by its codes (RequestTimeout, RequestTimeoutException)
+TRANSIENT_STATUS = frozenset({408})
 TRANSIENT = frozenset(
     {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "Throttling",
-        "Throttled",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-        "TransactionConflictException",
-        "InternalServerError",
-        "InternalError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "KMSThrottlingException",
+        "TransactionConflictException",  # DynamoDB: another transaction on the item; retry
+        "KMSThrottlingException",  # SNS/SQS on an encrypted topic or queue: KMS throttled
         "KMSThrottling",
-        "SendingPausedException",
+        "Throttled",
+        "SendingPausedException",  # SES paused the account's sending: held, not refused
     }
 )
 
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=CONFIG)
 
 
 def error_code(exc: BaseException) -> str:
@@ -54,10 +54,23 @@ def error_code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def http_status(exc: ClientError) -> int | None:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status else None
+
+
 def is_transient(exc: BaseException) -> bool:
+    """Worth trying again later: botocore's standard retry conditions (its transient and throttling
+    codes; 429, 500, 502, 503, 504), a 408, or a code in TRANSIENT. Any other service error is a
+    refusal. An SDK error without an answer (a connection error, a timeout) is transient."""
     if isinstance(exc, ClientError):
-        return error_code(exc) in TRANSIENT
-    return isinstance(exc, BotoCoreError)  # connection errors, timeouts
+        status = http_status(exc)
+        if status in TRANSIENT_STATUS or error_code(exc) in TRANSIENT:
+            return True
+        answer = SimpleNamespace(status_code=status) if status else None
+        context = standard.RetryContext(attempt_number=1, parsed_response=exc.response, http_response=answer)
+        return bool(_SDK_RETRYABLE.is_retryable(context))
+    return isinstance(exc, BotoCoreError)
 
 
 _serializer = TypeSerializer()

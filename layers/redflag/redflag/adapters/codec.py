@@ -5,8 +5,9 @@ due index. The one place that knows the storage format; the domain never sees it
     activity      pk = user_id            sk = user                      kind = user
     account flag  pk = account#{account}  sk = flag#{rule}#{week}         kind = account_flag
     deferred      pk = user_id            sk = deferred#{alert}             kind = deferred (+ due_shard)
-    email log     pk = user_id            sk = emails                       the emails sent lately (the cap)
-    escalation    pk = esc#{scope}#{id}   sk = escalation                   recent red flags of a user or account
+    alerting      pk = user_id            sk = alerting                     the emails sent lately (the cap) and
+                                                                          recent red flags (escalation) of a user
+    escalation    pk = esc#account#{id}   sk = escalation                   recent red flags of an account
     opt-out       pk = suppress#{hmac}    sk = suppress                     a keyed hash of a user id or address
 
 Task names cannot contain ``#``, so ``task#{task}#{instance_id}`` splits unambiguously even when the
@@ -22,10 +23,12 @@ import zlib
 from decimal import Decimal
 from typing import Any
 
+from redflag import kinds
 from redflag.core.activity import Activity, ActivityKey
 from redflag.core.events import UserInfo
-from redflag.core.rules import Rule
-from redflag.core.timers import DeferredKey, FlagReason, Timer, TimerKey, TimerState, fingerprint
+from redflag.core.interventions import EmailLog, Escalation, UserState
+from redflag.core.timers import DeferredKey, Timer, TimerKey, TimerState, fingerprint
+from redflag.kinds import Rule
 from redflag.kinds.usage_drop import AccountFlag
 
 KIND_TASK = "task"
@@ -36,6 +39,7 @@ _TIMER_NUMBERS = (
 )  # fmt: skip
 _TIMER_TEXTS = ("threshold_basis", "flag_reason")
 _ACTIVITY_NUMBERS = ("first_active_at", "last_active_at", "expires_at")
+_DEFAULT_KIND = Timer.model_fields["kind"].default
 
 
 def key_of(key: TimerKey | ActivityKey | DeferredKey) -> dict[str, str]:
@@ -78,7 +82,7 @@ def to_item(record: Timer | Activity, shards: int) -> dict[str, Any]:
     item: dict[str, Any] = key_of(timer.key) | {"kind": KIND_TASK}
     item |= {"user_id": timer.key.user_id, "task": timer.key.task, "instance_id": timer.key.instance_id}
     item |= {"state": TimerState(timer.state).value, "version": timer.version, "failures": timer.failures}
-    if timer.kind != "task":
+    if timer.kind != _DEFAULT_KIND:  # stored only when not the default: a few bytes less on most timers
         item["timer_kind"] = timer.kind
     if timer.run_failures:
         item["run_failures"] = timer.run_failures
@@ -130,9 +134,10 @@ def timer_of(item: dict[str, Any] | None) -> Timer | None:
     assert isinstance(key, TimerKey)
     data: dict[str, Any] = {n: item[n] for n in (*_TIMER_NUMBERS, *_TIMER_TEXTS) if n in item}
     data |= {"state": item["state"], "version": item.get("version", 0), "failures": item.get("failures", 0)}
-    data |= {"kind": item.get("timer_kind", "task"), "run_failures": item.get("run_failures", 0)}
+    data |= {"kind": item.get("timer_kind", _DEFAULT_KIND), "run_failures": item.get("run_failures", 0)}
+    data["due_reason"] = kinds.due_reason(data["kind"])  # not stored: the kind says what falling due means
     if item["state"] == TimerState.FLAGGED and "flag_reason" not in item:  # flagged by the sweeper's update
-        data["flag_reason"] = FlagReason.INACTIVITY if data["kind"] == "inactivity" else FlagReason.TIME
+        data["flag_reason"] = data["due_reason"]
     if "rule" in item:
         data["rule"] = _stored(Rule, json.loads(item["rule"]))
     if "user" in item:
@@ -221,7 +226,59 @@ def deferred_of(item: dict[str, Any] | None) -> Timer | None:
 
 
 def email_log_key(user_id: str) -> dict[str, str]:
+    """The email log of releases before the per-user state record (erasure still deletes it)."""
     return {"pk": user_id, "sk": "emails"}
+
+
+KIND_ALERTING = "alerting"
+
+
+def user_state_key(user_id: str) -> dict[str, str]:
+    return {"pk": user_id, "sk": KIND_ALERTING}
+
+
+def user_state_item(state: UserState, keep_seconds: float) -> dict[str, Any]:
+    """One user's alerting state (the email log behind the cap, the red flags behind escalation), as
+    written with ``version`` already bumped; TTL forgets it ``keep_seconds`` after its latest entry."""
+    e = state.escalation
+    latest = max([t for _, t in state.emails.sent] + [at for _, at, _ in e.flags] + [e.escalated_at or 0.0])
+    item: dict[str, Any] = user_state_key(state.user_id) | {
+        "kind": KIND_ALERTING,
+        "version": state.version + 1,
+        "sent": json.dumps(state.emails.sent),
+        "flags": json.dumps(e.flags),
+        "expires_at": math.ceil(latest + keep_seconds),
+    }
+    if e.escalated_at is not None:
+        item |= {"escalated_at": number(e.escalated_at), "escalated_by": e.escalated_by or ""}
+    return item
+
+
+def user_state_of(item: dict[str, Any]) -> UserState:
+    user_id = str(item["pk"])
+    escalation = Escalation(
+        scope="user",
+        subject_id=user_id,
+        flags=tuple((str(f), float(t), str(w)) for f, t, w in json.loads(item.get("flags") or "[]")),
+        escalated_at=float(item["escalated_at"]) if "escalated_at" in item else None,
+        escalated_by=str(item["escalated_by"]) if item.get("escalated_by") else None,
+    )
+    sent = tuple((str(a), float(t)) for a, t in json.loads(item.get("sent") or "[]"))
+    return UserState(user_id=user_id, emails=EmailLog(sent=sent), escalation=escalation, version=int(item["version"]))
+
+
+def account_escalation_item(state: Escalation, keep_seconds: float) -> dict[str, Any]:
+    latest = max([at for _, at, _ in state.flags] + [state.escalated_at or 0.0])
+    return escalation_key("account", state.subject_id) | {
+        "kind": "escalation",
+        "state": state.model_dump_json(exclude={"version"}),
+        "version": state.version + 1,
+        "expires_at": math.ceil(latest + keep_seconds),
+    }
+
+
+def account_escalation_of(item: dict[str, Any]) -> Escalation:
+    return Escalation.model_validate_json(item["state"]).model_copy(update={"version": int(item["version"])})
 
 
 def escalation_key(scope: str, subject_id: str) -> dict[str, str]:

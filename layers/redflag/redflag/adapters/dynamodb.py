@@ -123,14 +123,27 @@ class DynamoTimerStore:
     # --- plain items of the same table (account flags, the alerting path's per-user state) ---------
 
     def get_items(self, keys: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """Items by key, read consistently in one BatchGetItem (up to 100 keys): (pk, sk) -> item."""
-        if not keys:
-            return {}
-        out = self._call(
-            "batch_get_item", RequestItems={self._table: {"Keys": [_av(k) for k in keys], "ConsistentRead": True}}
-        )
-        found = [_py(raw) for raw in out.get("Responses", {}).get(self._table, [])]
-        return {(i["pk"], i["sk"]): i for i in found}
+        """Items by key, read consistently in BatchGetItem calls of 100 keys (duplicates asked once,
+        unprocessed keys asked again): (pk, sk) -> item."""
+        pending = list({(k["pk"], k["sk"]): k for k in keys}.values())
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        backoffs = 0
+        while pending:
+            batch, pending = pending[:BATCH_GET_MAX], pending[BATCH_GET_MAX:]
+            out = self._call(
+                "batch_get_item", RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": True}}
+            )
+            for raw in out.get("Responses", {}).get(self._table, []):
+                item = _py(raw)
+                found[(item["pk"], item["sk"])] = item
+            unprocessed = out.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+            if unprocessed:
+                backoffs += 1
+                if backoffs > 5:
+                    raise StoreUnavailable("UnprocessedKeys")
+                time.sleep(min(0.05 * 2**backoffs, 1.0))
+                pending = [_py(k) for k in unprocessed] + pending
+        return found
 
     def put_if_absent(self, item: dict[str, Any]) -> None:
         """Raises VersionConflict when the key exists."""

@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from redflag.adapters import aws
 from redflag.adapters.observability import logger, metrics
-from redflag.core.rules import RuleBook, parse_rules
+from redflag.kinds import RuleBook, parse_rules
 
 
 class SsmRuleSource:

@@ -29,8 +29,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from redflag.adapters import aws
 from redflag.core.baselines import Histogram
-from redflag.core.fold import COUNTERS, Fold, TaskStats
 from redflag.core.weeks import week_of
+from redflag.services.learning import COUNTERS, Fold, TaskStats
 from redflag.services.ports import StoreUnavailable
 
 WEEK_SHARDS = 8
@@ -175,7 +175,7 @@ class DynamoStats:
             self._count_active(active.account_id, active.user_id, active.day, active.at, now)
 
     def _task_update(self, task: str, seg: str, stats: TaskStats) -> dict[str, Any]:
-        adds = {name: n for name, n in stats.counts.items() if n}
+        adds: dict[str, int | Decimal] = {name: n for name, n in stats.counts.items() if n}
         adds |= {f"b{b}": c for b, c in stats.histogram.counts.items() if c}
         if stats.histogram.total_seconds:
             adds["dur_s"] = _decimal(stats.histogram.total_seconds)

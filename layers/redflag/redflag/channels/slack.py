@@ -10,10 +10,12 @@ never turns into ``&amp;amp;``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from redflag.core.text import chat_escape, chat_unescape, humanize, one_line
+from redflag import kinds
+from redflag.channels.base import Alert
+from redflag.core.text import chat_escape, chat_unescape, one_line
 
 SECTION_MAX = 3000  # Slack's limit for a section's text
 FIELD_MAX = 2000  # and for one field
@@ -50,34 +52,8 @@ def _link(template: str, message: dict[str, Any]) -> str | None:
 
 
 def _facts(m: dict[str, Any]) -> list[tuple[str, Any]]:
-    reason = m.get("reason")
-    user = m.get("user") if isinstance(m.get("user"), dict) else {}
-    facts: list[tuple[str, Any]] = []
-    if reason == "escalation":
-        facts.append(("Who", f"{m.get('scope', '')} {m.get('user_id') or m.get('account_id') or ''}"))
-        facts.append(("Red flags", len(m.get("flags") or [])))
-        return facts
-    if reason == "usage_drop":
-        facts += [("Account", m.get("account_id")), ("Week", m.get("week"))]
-        facts.append(("Weekly actives", f"{m.get('actives_before')} -> {m.get('actives_after')}"))
-        facts.append(("Drop", f"{m.get('drop_percent')}% (flag at {m.get('threshold_percent')}%)"))
-        return facts
-    name = user.get("name")
-    facts.append(("User", f"{name} ({m.get('user_id')})" if name else m.get("user_id")))
-    facts.append(("Task", m.get("label") or m.get("task")))
-    if reason == "failures":
-        facts.append(("Failures in this run", m.get("run_failures") or m.get("failures")))
-    elif isinstance(m.get("elapsed_seconds"), int | float):
-        facts.append(("Open for", humanize(float(m["elapsed_seconds"]))))
-    if isinstance(m.get("usual_seconds"), int | float):
-        facts.append(("Usually", humanize(float(m["usual_seconds"]))))
-    elif isinstance(m.get("threshold_seconds"), int | float) and reason != "failures":
-        facts.append(("Red flag at", humanize(float(m["threshold_seconds"]))))
-    if account := user.get("account_id"):
-        facts.append(("Account", account))
-    if segment := user.get("segment"):
-        facts.append(("Segment", segment))
-    return facts
+    """What the message lists: the facts of the red flag's kind, read from the message its kind published."""
+    return kinds.by_reason(m.get("reason")).facts(m)
 
 
 def message(alert: dict[str, Any], subject: str | None = None, link_template: str = "") -> dict[str, Any]:
@@ -100,8 +76,7 @@ def message(alert: dict[str, Any], subject: str | None = None, link_template: st
     facts = [(k, v) for k, v in _facts(alert) if v not in (None, "")]
     if facts:
         blocks.append({"type": "section", "fields": [_field(k, v) for k, v in facts[:10]]})
-    if alert.get("reason") == "escalation" and isinstance(alert.get("flags"), list):
-        lines = [f"• {escape(one_line(str(f.get('what', ''))))} at {escape(f.get('at', ''))}" for f in alert["flags"]]
+    if lines := [escape(line) for line in kinds.by_reason(alert.get("reason")).lines(alert)]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), SECTION_MAX)}})
     props = alert.get("properties")
     if isinstance(props, dict) and props:
@@ -119,3 +94,42 @@ def message(alert: dict[str, Any], subject: str | None = None, link_template: st
             }
         )
     return {"text": headline, "blocks": blocks}
+
+
+class SlackAlert(Alert):
+    """One CS alert as a Slack message: idempotent on the SNS message id that carried it."""
+
+    channel: str = "slack"
+    payload: dict[str, Any]  # the incoming webhook's JSON: text and blocks
+    record: dict[str, Any]  # the SNS record it came in, kept when it is parked (a replay sends it again)
+
+    def parked(self, error: str, record_id: str) -> dict[str, Any]:
+        """In the shape of Lambda's on-failure record, which ``redflag dlq replay`` hands the notifier again."""
+        body = {"kind": "slack_post", "error": error, "record": record_id, "requestContext": {"condition": "Rejected"}}
+        return body | {"requestPayload": {"Records": [self.record]}}
+
+
+def compose(record: dict[str, Any], link_template: str = "") -> SlackAlert:
+    """The Slack message for one SNS record of the alert topic, whoever published it (plain text too)."""
+    sns = record["Sns"]
+    try:
+        alert = json.loads(sns["Message"])
+    except ValueError:
+        alert = {"summary": str(sns["Message"])}  # someone published plain text: shown as text
+    if not isinstance(alert, dict):
+        alert = {"summary": str(alert)}
+    payload = message(alert, sns.get("Subject"), link_template)
+    return SlackAlert(alert_id=str(sns["MessageId"]), payload=payload, record=record)
+
+
+class Slack:
+    """The channel record: Slack hears every CS alert, through the notifier function."""
+
+    name: ClassVar[str] = "slack"
+    gated: ClassVar[bool] = False
+    doc: ClassVar[str] = "docs/interventions.md#slack"
+    sample_event: ClassVar[str] = "events/cs_alerts_to_slack/cs_alert.json"
+    delivered_by: ClassVar[str] = "CsAlertsToSlackFunction"
+
+
+CHANNEL = Slack()

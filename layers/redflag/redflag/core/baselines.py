@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from redflag.core.rules import Rule
+from redflag.core.rules import RuleFields
 
 BASE = 2 ** (1 / 4)
 BUCKETS = 88  # BASE**88 s > 30 days
@@ -78,7 +78,7 @@ class Threshold:
     samples: int = 0
 
 
-def threshold_for(rule: Rule, segment: str | None, baselines: Mapping[str, Histogram]) -> Threshold:
+def threshold_for(rule: RuleFields, segment: str | None, baselines: Mapping[str, Histogram]) -> Threshold:
     """The threshold of a (segment-merged) rule for one user: fixed, or learned from the segment's
     distribution when it has ``min_samples`` completions, else the task's across segments, else the
     fallback. ``baselines``: segment (or ALL) -> histogram for this task."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -197,13 +198,13 @@ class IngestResponse(BaseModel):
 _TAGS = {"segment-list", "segment-map"}  # union branches pydantic names in a location (redflag.core.rules)
 
 
-def field_of(error: dict[str, Any]) -> str:
+def field_of(error: Mapping[str, Any]) -> str:
     """``user.email`` for a pydantic error; parts are clipped so a location never echoes a payload."""
     parts = [str(p) if len(str(p)) <= 64 else "…" for p in error.get("loc", ()) if p != "body" and p not in _TAGS]
     return ".".join(parts) or "body"
 
 
-def describe_errors(errors: list[dict[str, Any]]) -> str:
+def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     """Turn pydantic errors into one line that names each field: ``user.email: ...``."""
     return "; ".join(f"{field_of(err)}: {err.get('msg', 'invalid')}" for err in errors)
 

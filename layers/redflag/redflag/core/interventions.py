@@ -122,3 +122,34 @@ def record_flag(current: Escalation, flag_id: str, at: float, what: str, n: int,
         state = current.model_copy(update={"flags": flags, "escalated_at": at, "escalated_by": flag_id})
         return EscalationDecision(state, state, list(flags))
     return EscalationDecision(current.model_copy(update={"flags": flags}), None, list(flags))
+
+
+class UserState(BaseModel):
+    """What the alerting path keeps for one user, in one record written once per stream batch: the
+    emails sent lately (the cap) and the user's recent red flags (escalation)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    emails: EmailLog = EmailLog()
+    escalation: Escalation
+    version: int = 0  # 0: not stored yet
+
+    @classmethod
+    def new(cls, user_id: str) -> UserState:
+        return cls(user_id=user_id, escalation=Escalation(scope="user", subject_id=user_id))
+
+
+@dataclass
+class Standing:
+    """What the alerting path read about the users and accounts of one stream batch."""
+
+    suppressed: set[str] = field(default_factory=set)  # user ids never to email (they, or their address, opted out)
+    users: dict[str, UserState] = field(default_factory=dict)
+    accounts: dict[str, Escalation] = field(default_factory=dict)
+
+    def user(self, user_id: str) -> UserState:
+        return self.users.get(user_id) or UserState.new(user_id)
+
+    def account(self, account_id: str) -> Escalation:
+        return self.accounts.get(account_id) or Escalation(scope="account", subject_id=account_id)

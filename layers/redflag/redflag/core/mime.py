@@ -43,15 +43,18 @@ _PLAIN = re.compile(r"^[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+$")  # nothing a header pa
 def checked_address(value: str) -> str:
     """The address as SES needs it (ASCII, IDN domains in punycode), or ValueError saying why.
 
-    email-validator checks the syntax (no quoted local parts, no SMTPUTF8: SES accepts neither);
-    then, unless it is made of letters, digits and ``._+-`` only, the address must survive our own
-    To header and come back, parsed, as exactly one address equal to itself.
+    email-validator checks the syntax (no quoted local parts, no SMTPUTF8: SES accepts neither) and,
+    with ``strict=True``, the RFC 5321 limit of 64 octets before the @ (its only length check that is
+    off by default; SMTPUTF8 being refused, characters are octets here). The whole address is held
+    to 254 by the event model and by email-validator's own total-length check. Then, unless it is
+    made of letters, digits and ``._+-`` only, the address must survive our own To header and come
+    back, parsed, as exactly one address equal to itself.
     """
     # imported here: a function that never checks an address (the sweeper, the stats) never loads it
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        info = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        info = validate_email(value, check_deliverability=False, allow_smtputf8=False, strict=True)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     address = info.ascii_email or info.normalized

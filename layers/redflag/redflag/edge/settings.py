@@ -25,6 +25,8 @@ def _quiet_hours(value: str) -> str:
 
 
 Name = Annotated[str, Field(min_length=1)]
+ConfigurationSet = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TopicArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:")]
 
 
 class _Base(BaseSettings):
@@ -68,10 +70,13 @@ class AlertSettings(_Base):
     """timers_to_alerts: timer -> alert."""
 
     sender_email: Annotated[str, AfterValidator(mime.checked_address)]
+    email_configuration_set: ConfigurationSet = Field(description="every user email goes through it (SES feedback)")
     alert_topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:")]
     idempotency_table_name: Name
     parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
-    alert_channel_concurrency: int = Field(default=4, ge=1, le=16, description="channels of one red flag sent at once")
+    alert_channel_concurrency: int = Field(
+        default=16, ge=1, le=64, description="sends (and state writes) of one stream batch at once"
+    )
     table_name: Name = Field(description="per-user state: opt-outs, deferred emails, the cap, escalations")
     due_shards: int = Field(ge=1, le=256, description="deferred emails go in the due index like timers")
     unsubscribe_url: Annotated[str, Field(pattern=r"^https?://")]
@@ -123,4 +128,16 @@ class SlackSettings(_Base):
     idempotency_table_name: Name
     parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
     cs_link_template: Annotated[str, Field(pattern=r"^(|https://\S+)$")] = ""
+    secrets_cache_seconds: int = Field(default=300, ge=0)
+
+
+class FeedbackSettings(_Base):
+    """ses_events_to_state: SES events (SNS) -> suppression markers, one CS notice per suppression, metrics."""
+
+    table_name: Name = Field(description="the suppression markers, beside the opt-out markers")
+    unsubscribe_secret_arn: Name = Field(description="keys the markers, as the opt-out markers are keyed")
+    alert_topic_arn: TopicArn = Field(description="customer success is told of each suppression here")
+    idempotency_table_name: Name
+    parked_queue_url: Annotated[str, Field(pattern=r"^https://")]
+    cs_message_format: Literal["json", "chatbot"] = "json"
     secrets_cache_seconds: int = Field(default=300, ge=0)

@@ -3,12 +3,13 @@ adapters meet the domain; handlers call one of these at cold start."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redflag.adapters import aws
 from redflag.core import clock, timers
 from redflag.edge.settings import (
     AlertSettings,
+    FeedbackSettings,
     IngestSettings,
     SlackSettings,
     StatsSettings,
@@ -18,13 +19,11 @@ from redflag.edge.settings import (
 )
 
 if TYPE_CHECKING:  # each builder imports what it uses: a function loads only its own adapters
-    from redflag.adapters.delivery import IdempotentSender
-    from redflag.adapters.dynamodb import DynamoTimerStore
-    from redflag.adapters.outbound import Outcome
-    from redflag.adapters.relay import SlackNotifier
     from redflag.adapters.stats_table import DynamoStats
     from redflag.services.alerting import AlertingService
+    from redflag.services.feedback import FeedbackService
     from redflag.services.ingest import IngestService
+    from redflag.services.relay import Relay
     from redflag.services.sweeping import SweepService
     from redflag.services.users import UsersService
     from redflag.services.weekly import UsageDropService
@@ -41,7 +40,7 @@ def ingest_service(s: IngestSettings | None = None) -> IngestService:
     from redflag.services import ingest
     from redflag.services.ingest import IngestService
 
-    s = s or IngestSettings()  # type: ignore[call-arg]
+    s = s or IngestSettings()
     limits = ingest.Limits(
         max_future_skew_seconds=s.max_future_skew_seconds,
         max_age_seconds=s.max_event_age_days * 86400,
@@ -53,32 +52,32 @@ def ingest_service(s: IngestSettings | None = None) -> IngestService:
     return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits, baselines)
 
 
-def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, IdempotentSender, DynamoTimerStore]:
-    from redflag.adapters.delivery import AwsDelivery, IdempotentSender
+def alerting_service(s: AlertSettings | None = None) -> AlertingService:
     from redflag.adapters.dynamodb import DynamoTimerStore
     from redflag.adapters.outbound import WebhookPoster
+    from redflag.adapters.parking import SqsParking
     from redflag.adapters.people import DynamoPeople
     from redflag.adapters.secrets import Secret, suppression_keys, unsubscribe_links
+    from redflag.adapters.send_once import DynamoSendOnce
+    from redflag.adapters.ses import SesDeliverer
+    from redflag.adapters.signed_post import WebhookDeliverer
+    from redflag.adapters.sns import SnsDeliverer
     from redflag.core.interventions import QuietHours
     from redflag.services.alerting import AlertingService, Interventions
+    from redflag.services.ports import Deliverer
+    from redflag.services.sending import Sender
 
-    s = s or AlertSettings()  # type: ignore[call-arg]
+    s = s or AlertSettings()
+    width = s.alert_channel_concurrency
     unsubscribe_secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     webhook_secret = Secret(s.webhook_secret_arn, s.secrets_cache_seconds)
     webhook = WebhookPoster(s.webhook_url, webhook_secret, clock.SYSTEM.now) if s.webhook_url else None
-    delivery = AwsDelivery(
-        s.sender_email,
-        s.alert_topic_arn,
-        s.parked_queue_url,
-        aws.client("sesv2"),
-        aws.client("sns"),
-        aws.client("sqs"),
-        webhook,
-        s.cs_message_format,
-    )
-    sender = IdempotentSender(delivery, s.idempotency_table_name)
-    store = DynamoTimerStore(s.table_name, s.due_shards)
-    people = DynamoPeople(store, suppression_keys(unsubscribe_secret), s.due_shards)
+    senders: dict[str, Deliverer] = {  # one adapter per channel (redflag.channels.REGISTRY)
+        "user": SesDeliverer(s.sender_email, configuration_set=s.email_configuration_set),
+        "cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format),
+        "webhook": WebhookDeliverer(webhook),
+    }
+    once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep)
     policy = Interventions(
         cap=s.email_cap,
         cap_window=s.email_cap_window_hours * 3600,
@@ -87,9 +86,29 @@ def alerting_service(s: AlertSettings | None = None) -> tuple[AlertingService, I
         escalate_after=s.escalate_after,
         escalation_window=s.escalation_window_hours * 3600,
     )
+    keep = max(policy.cap_window, 2 * policy.escalation_window)
+    store = DynamoTimerStore(s.table_name, s.due_shards)
+    people = DynamoPeople(store, suppression_keys(unsubscribe_secret), s.due_shards, keep, workers=width)
     links = unsubscribe_links(s.unsubscribe_url, unsubscribe_secret, s.unsubscribe_token_days, clock.SYSTEM.now)
-    service = AlertingService(sender, s.alert_channel_concurrency, people, policy, links)
-    return service, sender, store
+    sender = Sender(senders, once, SqsParking(s.parked_queue_url), workers=width)
+    return AlertingService(sender, people, policy, links)
+
+
+def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
+    from redflag.adapters.feedback_markers import DynamoFeedbackMarkers
+    from redflag.adapters.parking import SqsParking
+    from redflag.adapters.secrets import Secret
+    from redflag.adapters.send_once import DynamoSendOnce
+    from redflag.adapters.sns import SnsDeliverer
+    from redflag.services.feedback import FeedbackService
+    from redflag.services.sending import Sender
+
+    s = s or FeedbackSettings()
+    # the CS notices go the way every CS alert goes: once per alert id, parked when SNS refuses them
+    once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep)
+    sender = Sender({"cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format)}, once, SqsParking(s.parked_queue_url))
+    secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
+    return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender)
 
 
 def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepService:
@@ -101,7 +120,7 @@ def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepS
     from redflag.adapters.fanout import LambdaDispatcher
     from redflag.services.sweeping import SweepPlan, SweepService
 
-    s = s or SweepSettings()  # type: ignore[call-arg]
+    s = s or SweepSettings()
     plan = SweepPlan(
         shards=s.due_shards,
         lookahead=s.sweep_mode == "lookahead",
@@ -123,7 +142,7 @@ def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepS
 def stats_store(s: StatsSettings | None = None) -> DynamoStats:
     from redflag.adapters.stats_table import DynamoStats
 
-    s = s or StatsSettings()  # type: ignore[call-arg]
+    s = s or StatsSettings()
     return DynamoStats(s.stats_table_name)
 
 
@@ -133,7 +152,7 @@ def usage_service(s: UsageSettings | None = None) -> UsageDropService:
     from redflag.adapters.stats_table import DynamoStats
     from redflag.services.weekly import UsageDropService
 
-    s = s or UsageSettings()  # type: ignore[call-arg]
+    s = s or UsageSettings()
     rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
     flags = DynamoTimerStore(s.table_name, shards=1)
     return UsageDropService(
@@ -145,24 +164,30 @@ def users_service(s: UsersSettings | None = None) -> UsersService:
     from redflag.adapters.dynamodb import DynamoTimerStore
     from redflag.adapters.markers import DynamoMembers, DynamoSuppressions
     from redflag.adapters.secrets import Secret
+    from redflag.adapters.user_records import DynamoUserRecords
     from redflag.services.users import UsersService
 
-    s = s or UsersSettings()  # type: ignore[call-arg]
+    s = s or UsersSettings()
     secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
     store = DynamoTimerStore(s.table_name, shards=1)  # partitions and plain items only: no due index
     members = DynamoMembers(DynamoTimerStore(s.stats_table_name, shards=1))
-    return UsersService(store, DynamoSuppressions(store), members, secret, clock.SYSTEM.now)
+    return UsersService(DynamoUserRecords(store), DynamoSuppressions(store), members, secret, clock.SYSTEM.now)
 
 
-def slack_notifier(s: SlackSettings | None = None) -> SlackNotifier:
-    from redflag.adapters.outbound import post_json
-    from redflag.adapters.relay import SlackNotifier
+def slack_relay(s: SlackSettings | None = None) -> Relay:
+    from redflag.adapters.incoming_webhook import SlackDeliverer
+    from redflag.adapters.outbound import Outcome, post_json
+    from redflag.adapters.parking import SqsParking
     from redflag.adapters.secrets import SecureString
+    from redflag.adapters.send_once import DynamoSendOnce
+    from redflag.services.relay import Relay
+    from redflag.services.sending import Sender
 
-    s = s or SlackSettings()  # type: ignore[call-arg]
-    url = SecureString(s.slack_webhook_parameter, s.secrets_cache_seconds)
+    s = s or SlackSettings()
 
-    def post(webhook: str, payload: dict) -> Outcome:
-        return post_json(webhook, payload, sleep=clock.SYSTEM.sleep)
+    def post(url: str, payload: dict[str, Any]) -> Outcome:
+        return post_json(url, payload, sleep=clock.SYSTEM.sleep)
 
-    return SlackNotifier(url, s.idempotency_table_name, s.parked_queue_url, s.cs_link_template, post=post)
+    deliverer = SlackDeliverer(SecureString(s.slack_webhook_parameter, s.secrets_cache_seconds), post)
+    once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep, prefix="slack")
+    return Relay(Sender({"slack": deliverer}, once, SqsParking(s.parked_queue_url)), s.cs_link_template)

@@ -22,11 +22,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from redflag import kinds
 from redflag.core import timers
 from redflag.core.activity import Activity, ActivityKey, apply_activity
 from redflag.core.baselines import ALL, Threshold, threshold_for
 from redflag.core.events import EventResult, EventType, IngestResponse, Outcome, TaskEvent, describe_errors
-from redflag.core.rules import InvalidRule, Rule, RuleBook
+from redflag.kinds import InvalidRule, Rule, RuleBook
 from redflag.services.ports import (
     BaselineSource,
     Record,
@@ -116,14 +117,18 @@ class IngestService:
             days = self._limits.max_age_seconds / 86400
             return done(Outcome.REJECTED, f"occurred_at: older than {days:g} days")
         rule = book.lookup(event.task)
-        if event.type == EventType.USER_ACTIVE and not (isinstance(rule, Rule) and rule.kind == "inactivity"):
+        kind = kinds.get(rule.kind) if isinstance(rule, Rule) else None
+        if EventType(event.type) is EventType.USER_ACTIVE and not (
+            kind is not None and EventType.USER_ACTIVE in kind.takes
+        ):
             return _Planned(index, event, at, None)  # the user's activity record
         if rule is None:
             return done(Outcome.IGNORED, f"no rule for task '{event.task}'")
         if isinstance(rule, InvalidRule):
             return done(Outcome.IGNORED, f"the rule for task '{event.task}' is invalid: {rule.reason}")
-        if rule.kind == "usage_drop":
-            return done(Outcome.IGNORED, f"'{event.task}' is a usage_drop rule: it reads account activity, not events")
+        assert kind is not None
+        if not kind.takes:
+            return done(Outcome.IGNORED, kind.ignored(EventType(event.type), rule))
         if not rule.applies_to(event.user.segment):
             return done(Outcome.IGNORED, f"the rule for task '{event.task}' does not cover this user's segment")
         return _Planned(index, event, at, rule.for_segment(event.user.segment))
@@ -134,7 +139,7 @@ class IngestService:
         wanted = {
             (p.event.task, p.event.user.segment)
             for p in planned
-            if p.rule is not None and p.rule.threshold is not None and p.event.type == EventType.TASK_STARTED
+            if p.rule is not None and kinds.get(p.rule.kind).learns(p.rule, EventType(p.event.type))
         }
         if not wanted:
             return planned
@@ -160,10 +165,10 @@ class IngestService:
             return {p.index: _retry(p, f"store unavailable ({exc.code})") for ps in groups.values() for p in ps}
         jobs = [(key, planned, stored.get(key)) for key, planned in groups.items()]
         if len(jobs) == 1 or self._limits.workers <= 1:
-            outcomes = [self._apply_group(*job, now) for job in jobs]
+            outcomes = [self._apply_group(key, planned, current, now) for key, planned, current in jobs]
         else:
             with ThreadPoolExecutor(max_workers=min(self._limits.workers, len(jobs))) as pool:
-                outcomes = list(pool.map(lambda job: self._apply_group(*job, now), jobs))
+                outcomes = list(pool.map(lambda job: self._apply_group(job[0], job[1], job[2], now), jobs))
         return {r.index: r for group in outcomes for r in group}
 
     def _apply_group(
@@ -219,7 +224,7 @@ class IngestService:
             assert current is None or isinstance(current, Activity)
             return Outcome.RECORDED, None, apply_activity(current, key, p.at, now, e.user, self._policy)
         assert p.rule is not None and (current is None or isinstance(current, timers.Timer))
-        decision = timers.apply_event(
+        decision = kinds.get(p.rule.kind).apply(
             current, key, EventType(e.type), p.at, p.rule, now, e.user, e.properties, self._policy, p.threshold
         )
         return decision.outcome, decision.reason, decision.timer
@@ -229,8 +234,7 @@ def _key_of(p: _Planned) -> RecordKey:
     e = p.event
     if p.rule is None:
         return ActivityKey(user_id=e.user_id)
-    instance = "default" if p.rule.kind == "inactivity" else e.instance_id  # one per user and rule
-    return timers.TimerKey(user_id=e.user_id, task=e.task, instance_id=instance)
+    return kinds.get(p.rule.kind).key(e)
 
 
 def _retry(p: _Planned, why: str) -> EventResult:

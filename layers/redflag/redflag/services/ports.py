@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from redflag.channels.messages import Alert
+from redflag.channels.base import Alert
 from redflag.core.activity import Activity, ActivityKey
 from redflag.core.baselines import Histogram
-from redflag.core.interventions import Escalation
-from redflag.core.rules import RuleBook
+from redflag.core.interventions import Escalation, Standing, UserState
 from redflag.core.timers import Timer, TimerKey
+from redflag.kinds import RuleBook
 
 Record = Timer | Activity
 RecordKey = TimerKey | ActivityKey
@@ -92,37 +93,81 @@ class BaselineSource(Protocol):
 
 
 class People(Protocol):
-    """What the alerting path keeps per user (and account) to intervene without annoying."""
+    """What the alerting path keeps per user (and account) to intervene without annoying: opt-out and
+    suppression markers, the email log behind the cap, escalation state, emails kept for quiet hours."""
 
-    def suppressed(self, user_id: str, email: str | None) -> bool:
-        """The user (or the address) opted out: never email them."""
+    def load(self, users: Mapping[str, str | None], accounts: Collection[str]) -> Standing:
+        """For each user (id -> the address an email would go to, if any): whether the user or the
+        address must never be emailed, and their state; each account's escalation state. Read
+        consistently, in as few calls as the store allows. Raises StoreUnavailable."""
         ...
 
-    def defer(self, timer: Timer, until: float) -> bool:
-        """Keep the red flag's email until ``until`` (quiet hours); False if it was kept already."""
+    def save(self, users: Sequence[UserState], accounts: Sequence[Escalation]) -> dict[tuple[str, str], str]:
+        """Write each state (its ``version`` is the one read) if the stored one is still that version,
+        concurrently. Returns the (scope, id) of those not written: ``lost`` (someone else changed it
+        meanwhile: read it again) or ``unavailable`` (a passing fault: try later)."""
         ...
 
-    def reserve_email(self, user_id: str, alert_id: str, now: float, cap: int, window: float) -> bool:
-        """A slot under the user's email cap for this alert (its own slot if it has one); False: capped."""
+    def defer(self, kept: Sequence[tuple[Timer, float]]) -> list[Timer]:
+        """Keep each red flag's email until its time (quiet hours); one kept already stays as it was.
+        Returns the red flags whose email could not be kept now (a passing fault)."""
         ...
 
-    def escalate(
-        self, scope: str, subject_id: str, flag_id: str, at: float, what: str, n: int, window: float
-    ) -> Escalation | None:
-        """Record a red flag of a user or account; the state to escalate from when it is the Nth in
-        the window (or the flag that escalated, seen again)."""
+
+class Claim(StrEnum):
+    NEW = "new"  # claimed now: send it
+    DONE = "done"  # sent (or refused for good) before: its result is kept
+    BUSY = "busy"  # another attempt claimed it and has not finished: try again later
+
+
+class SendOnce(Protocol):
+    """Exactly once per alert id: claim before sending, keep the result after (``redflag.adapters.send_once``)."""
+
+    def record_id(self, alert_id: str) -> str:
+        """The id of the alert's record (named in a parked message, so a replay can forget it)."""
+        ...
+
+    def claim(self, alert_ids: Sequence[str], until: float) -> dict[str, tuple[Claim, dict[str, str] | None]]:
+        """Claim each alert until ``until`` (the invocation's deadline: a crashed attempt's claim
+        lapses then); with the kept result of those done. Raises StoreUnavailable (nothing claimed
+        is then assumed: the caller sends nothing)."""
+        ...
+
+    def complete(self, results: Mapping[str, dict[str, str]]) -> None:
+        """Keep the result of each claimed alert, in as few calls as the store allows. Raises
+        StoreUnavailable (the claims then block a second send until they lapse)."""
+        ...
+
+    def release(self, alert_ids: Sequence[str]) -> None:
+        """Give up claims whose send failed for now, so the retry sends. Raises StoreUnavailable."""
+        ...
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The provider refused this message for good (a bad address, a bad request): it is parked."""
+
+    error: str  # an error code, never a provider's message
+
+
+class Deliverer(Protocol):
+    """One channel's adapter: sends one alert, knows nothing of exactly once."""
+
+    def deliver(self, alert: Alert) -> str | Refused:
+        """The provider's message id, or why it refused the message for good. Raises ChannelFailed
+        for a passing fault (throttled, unavailable, no answer)."""
+        ...
+
+
+class Parking(Protocol):
+    def park(self, alert: Alert, error: str, record_id: str) -> None:
+        """Keep an alert that cannot be delivered, with why (ids and an error code, no content), for
+        ``redflag dlq``. Raises ChannelFailed when it cannot be kept either."""
         ...
 
 
 class RuleSource(Protocol):
     def rulebook(self) -> RuleBook: ...
-
-
-class AlertSender(Protocol):
-    def send(self, alert: Alert) -> None:
-        """Deliver once: a second call with the same ``alert.alert_id`` delivers nothing.
-        Raises ChannelFailed (transient: retry the record) after recording nothing."""
-        ...
 
 
 class ChannelFailed(Exception):

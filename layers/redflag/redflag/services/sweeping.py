@@ -46,7 +46,7 @@ from pydantic import BaseModel
 
 from redflag.core import timers
 from redflag.core.clock import Clock
-from redflag.services.ports import Dispatcher, DueRef, FlagResult, StoreUnavailable, TimerStore
+from redflag.services.ports import Dispatcher, DuePage, DueRef, FlagResult, StoreUnavailable, TimerStore
 
 _Entry = tuple[int, DueRef]  # (due_at, ref): a heap entry
 
@@ -225,7 +225,7 @@ class SweepService:
         timers, which include whatever the lane still held."""
         limit = self._plan.page_size
 
-        def read(lane: _Lane):
+        def read(lane: _Lane) -> DuePage | None:
             try:
                 return self._store.due_page(lane.shard, until, limit, None if fresh else lane.cursor)
             except StoreUnavailable:
@@ -265,7 +265,9 @@ class SweepService:
             size = math.ceil(len(ready) / calls)  # even batches: 30 = 2 x 15, not 25 + 5
             parts = [ready[i : i + size] for i in range(0, len(ready), size)]
 
-            def write(part: list[tuple[_Lane, _Entry]], now: float = now, expires_at: int = expires_at):
+            def write(
+                part: list[tuple[_Lane, _Entry]], now: float = now, expires_at: int = expires_at
+            ) -> list[FlagResult]:
                 try:
                     return self._store.flag_due_many([ref for _, (_, ref) in part], now, expires_at)
                 except StoreUnavailable:

@@ -21,12 +21,11 @@ removed on request. Pure: it reaches storage and the secret through the ports be
   records, and activity still in the stats function's open window (a minute) can write a member
   marker again (it expires within 40 days too).
 
-The keys of what is stored come from ``redflag.adapters.codec``, the table's layout (pure, no boto3).
+What is stored, and under which keys, is the adapters' business (``redflag.adapters.user_records``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol
 
@@ -41,33 +40,26 @@ from pydantic import (
     ValidationError,
 )
 
-from redflag.adapters import codec as items
 from redflag.core import mime, unsubscribe
 from redflag.core.events import Id
 from redflag.core.unsubscribe import InvalidToken, Subscriber
 
 MAX_TOKEN_CHARS = 1024  # a real token is ~150; a longer one is refused before any work
-# what of a user's partition is the user's: the sort keys the timers table uses for a user's records
-USER_SORT_KEYS = ("user", "emails")
-USER_SORT_PREFIXES = ("task#", "deferred#")
 
 Secret = Callable[[], bytes]
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(mime.checked_address)]
 
 
-class PartitionStore(Protocol):
-    """The timers table, as plain items (``DynamoTimerStore`` fits)."""
+class UserRecords(Protocol):
+    """What the timers table holds of one user (``redflag.adapters.user_records`` knows its layout)."""
 
-    def query_partition(self, pk: str) -> list[dict[str, Any]]:
-        """Every item with this partition key: one Query (paged), no scan."""
+    def held(self, user_id: str) -> tuple[list[Any], set[str]]:
+        """The keys of every record of the user (one Query of their partition, plus their state kept
+        elsewhere), and the account ids those records name. Raises StoreUnavailable."""
         ...
 
-    def get_items(self, keys: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """The items among ``keys`` that exist, read consistently: (pk, sk) -> item."""
-        ...
-
-    def delete_keys(self, keys: list[dict[str, str]]) -> int:
-        """Delete these items (absent ones are fine); how many keys were asked."""
+    def delete(self, keys: list[Any]) -> int:
+        """Delete these records (absent ones are fine); how many keys were asked."""
         ...
 
 
@@ -130,34 +122,10 @@ def user_id_error(user_id: str) -> str | None:
     return None
 
 
-def _is_users(item: dict[str, Any]) -> bool:
-    sk = str(item.get("sk", ""))
-    return sk in USER_SORT_KEYS or sk.startswith(USER_SORT_PREFIXES)
-
-
-def accounts_of(item: dict[str, Any]) -> set[str]:
-    """The account ids a record of the user names: the activity record's ``account_id``, a timer's
-    ``user.account_id``, a deferred email's timer's. Whatever cannot be read names none."""
-    found: set[str] = set()
-    if isinstance(item.get("account_id"), str):
-        found.add(item["account_id"])
-    user = item.get("user")
-    if isinstance(user, dict) and isinstance(user.get("account_id"), str):
-        found.add(user["account_id"])
-    if isinstance(item.get("timer"), str):
-        try:
-            account = json.loads(item["timer"]).get("user", {}).get("account_id")
-        except (ValueError, AttributeError):
-            account = None
-        if isinstance(account, str):
-            found.add(account)
-    return found
-
-
 class UsersService:
     def __init__(
         self,
-        store: PartitionStore,
+        store: UserRecords,
         suppressions: Suppressions,
         members: Members,
         secret: Secret,
@@ -206,15 +174,10 @@ class UsersService:
         escalation state) and their member markers in the stats table. The opt-out markers stay.
         The stats table's day and week markers are hashes that expire within 40 days; they are not
         looked for. An unknown user is erased too: nothing is deleted."""
-        held = [i for i in self._store.query_partition(user_id) if _is_users(i)]
-        escalation = items.escalation_key("user", user_id)
-        keys = [{"pk": str(i["pk"]), "sk": str(i["sk"])} for i in held]
-        if self._store.get_items([escalation]):
-            keys.append(escalation)
-        accounts = sorted({a for i in held for a in accounts_of(i)})
+        keys, accounts = self._store.held(user_id)
         if keys:
-            self._store.delete_keys(keys)
+            self._store.delete(keys)
         if accounts:
-            self._members.forget(user_id, accounts)
+            self._members.forget(user_id, sorted(accounts))
         suppressed = self._suppressions.suppressed([unsubscribe.suppression_key(self._secret(), "user", user_id)])
         return Erasure(user_id=user_id, deleted=len(keys), suppressed=suppressed)

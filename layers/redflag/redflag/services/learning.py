@@ -14,16 +14,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from redflag import kinds
 from redflag.core.activity import Activity
 from redflag.core.baselines import ALL, Histogram
 from redflag.core.interventions import in_holdout
 from redflag.core.timers import FlagReason, Timer, TimerState
 from redflag.core.weeks import day_of
+from redflag.kinds.base import Kind
+from redflag.services.changes import ActivityChanged, Change, TimerChanged
 
+# red flags are counted by reason, one counter each reason a kind that keeps a timer raises
+FLAG_COUNTERS = tuple(f"flag_{r.value}" for k in kinds.REGISTRY.values() if k.takes for r in k.reasons)
 COUNTERS = (
-    "started", "completed", "flag_time", "flag_failures", "flag_inactivity", "done_after_flag",
+    "started", "completed", *FLAG_COUNTERS, "done_after_flag",
     "flagged_emailed", "flagged_holdout", "done_after_flag_emailed", "done_after_flag_holdout",
 )  # fmt: skip
+
+
+def _kind(timer: Timer) -> Kind[Any]:
+    return kinds.get(timer.kind)
 
 
 def _arm(timer: Timer) -> str | None:
@@ -81,17 +90,21 @@ class Fold:
             return
         old_t = old if isinstance(old, Timer) else None
         new_t = new if isinstance(new, Timer) else None
-        rearmed = new_t is not None and new_t.state is TimerState.OPEN and new_t.kind == "inactivity"
-        if rearmed and new_t.user.account_id and new_t.started_at is not None:  # type: ignore[union-attr]
-            self._active(new_t.user.account_id, new_t.key.user_id, new_t.started_at)  # type: ignore[union-attr]
+        if (  # an arm of a kind that counts activity is the user being active
+            new_t is not None
+            and new_t.state is TimerState.OPEN
+            and _kind(new_t).counts_activity
+            and new_t.user.account_id
+            and new_t.started_at is not None
+        ):
+            self._active(new_t.user.account_id, new_t.key.user_id, new_t.started_at)
         if change == "REMOVE":
             if by_ttl and old_t is not None and old_t.state is TimerState.OPEN:  # TTL's red flag
-                reason = FlagReason.INACTIVITY if old_t.kind == "inactivity" else FlagReason.TIME
-                self._flagged(old_t, reason)
+                self._flagged(old_t, old_t.due_reason)
             return
         assert new_t is not None
         was = old_t.state if old_t is not None else None
-        if new_t.state is TimerState.OPEN and was is not TimerState.OPEN and new_t.kind == "task":
+        if new_t.state is TimerState.OPEN and was is not TimerState.OPEN and _kind(new_t).counts_runs:
             for s in self.task(new_t):
                 s.add("started")
         if new_t.state is TimerState.FLAGGED and was is TimerState.OPEN:
@@ -110,6 +123,13 @@ class Fold:
                     if arm := _arm(new_t):
                         s.add(f"done_after_flag_{arm}")
 
+    def add_change(self, change: Change) -> None:
+        """Fold one decoded stream change (``redflag.adapters.stream``)."""
+        if isinstance(change, TimerChanged):
+            self.add(change.event, change.by_ttl, change.old, change.new)
+        elif isinstance(change, ActivityChanged):
+            self.add(change.event, False, change.old, change.new)
+
     def _flagged(self, timer: Timer, reason: FlagReason) -> None:
         arm = _arm(timer)
         for s in self.task(timer):
@@ -126,8 +146,8 @@ class Fold:
     def merge(self, other: Fold) -> None:
         for key, stats in other.tasks.items():
             self.tasks.setdefault(key, TaskStats()).merge(stats)
-        for key, active in other.active.items():
-            self.active.setdefault(key, active)
+        for day_key, active in other.active.items():
+            self.active.setdefault(day_key, active)
         for account, n in other.account_flags.items():
             self.account_flags[account] = self.account_flags.get(account, 0) + n
 
