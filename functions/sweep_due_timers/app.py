@@ -2,8 +2,8 @@
 
 A scheduled run reads nothing from its event (a scheduled event, a console test ``{}`` and
 ``sam local generate-event cloudwatch scheduled-event`` all do the same) and stops before its
-deadline. ``{"shards": [3, 4]}`` is a worker the run started for a backlog: it drains those shards
-of the due index and stops.
+deadline. A minute too heavy to flag alone is handed to drain workers (functions/sweep_drain); a
+worker payload sent here (``{"shards": [3, 4]}``) is swept the same way, without starting workers.
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -31,5 +31,9 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     metrics.add_metric(name="SweepMaxLatenessSeconds", unit="Seconds", value=report.max_lateness)
     if report.dispatched:
         metrics.add_metric(name="SweepWorkersStarted", unit="Count", value=report.dispatched)
+    if report.rejected:
+        metrics.add_metric(name="SweepWritesRejected", unit="Count", value=report.rejected)
     logger.info("sweep done", extra=report.model_dump() | {"worker": request.shards is not None})
+    if report.rejected:  # a permanent error (access, validation): fail the run, so its errors alarm says so
+        raise RuntimeError(f"{report.rejected} flag writes rejected")
     return report.model_dump(include={"due", "flagged", "lost_races", "passes"})

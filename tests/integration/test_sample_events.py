@@ -56,6 +56,9 @@ def expectation(stack, sample):
         "sweep_due_timers/scheduled.json": lambda out: (
             set(out) == {"due", "flagged", "lost_races", "passes"} and out["passes"] == reads_per_run(stack)
         ),
+        "sweep_drain/worker.json": lambda out: (
+            set(out) == {"due", "flagged", "lost_races", "passes"} and out["passes"] == reads_per_run(stack)
+        ),
         "timers_to_alerts/ttl_expired_open_timer.json": lambda out: alerts == (1, 1),
         "timers_to_alerts/sweeper_flagged_timer.json": lambda out: alerts == (1, 1),
         "timers_to_alerts/ttl_removed_flagged_timer.json": lambda out: alerts == (0, 0),

@@ -45,13 +45,14 @@ class Inputs:
     call_cpu_seconds: float = 0.0009  # client CPU of one AWS call (botocore), this machine
     event_cpu_seconds: float = 0.0004  # the handler's own CPU per event, this machine
     events_memory_mb: int = 256
-    flag_wru: float = 2.0  # the sweeper's UpdateItem + the index entry going
+    flag_wru: float = 2.0  # the sweeper's conditional UPDATE + the index entry going
     channel_wru: float = 2.0  # the idempotency record: put, then update
     channels: int = 2  # email + CS per red flag
     alert_seconds_per_flag: float = 0.1  # modelled alerts-function time per red flag
     alerts_memory_mb: int = 256
-    sweep_seconds_per_flag: float = 0.02  # modelled sweeper time per flag (a worker)
+    sweep_seconds_per_flag: float = 0.003  # modelled sweeper time per flag (the scheduled function)
     sweeper_memory_mb: int = 128
+    drain_memory_mb: int = 512
     delay: float = 0.005
     measured: list[str] = field(default_factory=list)
 
@@ -129,4 +130,13 @@ def fixed_monthly(
         "sweeper duration": runs * lambda_usd(run_seconds, memory_mb, p),
         "sweeper invocations": runs * p["lambda_request"],
         "due-index queries (0.5 RRU each)": runs * reads_per_run * shards * 0.5 * p["dynamodb_rru"],
+    }
+
+
+def heavy_minute(workers: int, window_seconds: float, memory_mb: int, p: dict[str, float] | None = None):
+    """A minute a scheduled run hands to ``workers`` drain workers, each sweeping one run's window."""
+    p = p or load_prices()
+    return {
+        "drain workers' duration": workers * lambda_usd(window_seconds, memory_mb, p),
+        "drain workers' invocations": workers * p["lambda_request"],
     }

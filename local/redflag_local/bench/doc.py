@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redflag_local.bench import lateness as bench_lateness
-from redflag_local.bench.goals import BURST, SWEEP_GOAL, WITHIN, goal_table
-from redflag_local.bench.model import DELAY, FULL_VCPU_MB
+from redflag_local.bench.goals import BURST, DELAY, FULL_VCPU_MB, WITHIN, goal_table
 
 
 def _ms(seconds: float) -> str:
@@ -100,7 +99,7 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
     if r.latency is not None:
         lat = r.latency
         mem = lat.memory
-        sw, al = lat.sweeper, lat.alerts
+        al = lat.alerts
         out += [
             f"## 3. Latency model: {DELAY * 1000:.0f} ms per AWS call",
             "",
@@ -126,23 +125,7 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
             f"{DELAY * 1000:.0f} ms = {sum(lat.request_calls.values()) * DELAY:.2f} s; the batched read and the "
             "16 concurrent writes (one record's events stay in order) make it the 'added' column.",
             "",
-            f"**Sweeper.** One worker drains one shard of {sw['due']:,} timers due now over {sw['shards']} shards "
-            f"({sw['per_shard']:,} timers; a stand-in due index answers the queries, every flag is an UpdateItem), "
-            f"{sw['timing']['5 ms'].wall:.2f} s wall and {sw['timing']['5 ms'].cpu:.2f} s CPU at 5 ms a call: "
-            f"**{d['sweep_rate_full']:.0f} flags/s at a full vCPU, {d['sweep_rate_lambda']:.0f} flags/s modelled at "
-            f"{mem['sweeper']} MB** ({d['sweep_cpu_per_flag'] * 1000:.2f} ms CPU a flag). A scheduled run that "
-            f"finds the backlog keeps one shard and starts a worker per other shard: {d['sweep_workers']} "
-            f"workers with DueShards = {d['sweep_shards']}, each its own Lambda. {SWEEP_GOAL:,} due timers: "
-            f"{SWEEP_GOAL // max(1, d['sweep_workers']):,} a worker, **{d['sweep_goal_seconds']:.0f} s at "
-            f"{mem['sweeper']} MB** ({d['sweep_goal_seconds_full']:.0f} s at a full vCPU)."
-            + (
-                ""
-                if d["sweep_goal_seconds"] <= WITHIN
-                else f" That misses {WITHIN:.0f} s: the worker is CPU-bound at {mem['sweeper']} MB "
-                f"({FULL_VCPU_MB // mem['sweeper']}x less CPU than a vCPU). Either parameter fixes it: DueShards "
-                f">= {d['sweep_workers_needed']} (more workers at the same rate), or a sweeper MemorySize of "
-                f"{_memory_for(d, SWEEP_GOAL, WITHIN, mem['sweeper'])} MB with 8 shards; see scaling.md."
-            ),
+            *_sweeper(r, d, mem),
             "",
             f"**Alerts.** A batch of {al['batch_size']} red flags (email + CS each: "
             + ", ".join(f"{n} {op}" for op, n in sorted(al["calls_per_batch"].items()))
@@ -237,7 +220,8 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
             + ", ".join(f"{k} {_usd(v * 1e6)}" for k, v in r.red_flag.items())
             + f" per million flags (**{_usd(flag_total * 1e6)} per million**, SES being most of it).",
             "",
-            "Fixed, whatever the traffic (a month, default 8 shards):",
+            "Fixed, whatever the traffic (a month, default 8 shards; the index queries include the count of each "
+            "shard's first page that decides the fan-out):",
             "",
             "| sweeper | duration | invocations | index queries | total |",
             "|---|---|---|---|---|",
@@ -245,6 +229,14 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
         for name, f in r.fixed.items():
             v = list(f.values())
             out.append(f"| {name} | {_usd(v[0])} | {_usd(v[1])} | {_usd(v[2])} | {_usd(sum(v))} |")
+        if r.heavy_minute:
+            mem = r.inputs.drain_memory_mb if r.inputs else 512
+            out += [
+                "",
+                f"A minute handed to drain workers (7 workers at {mem} MB, each sweeping a 65 s window): "
+                f"**{_usd(sum(r.heavy_minute.values()))}** "
+                f"({', '.join(f'{k} {_usd(v)}' for k, v in r.heavy_minute.items())}); nothing when no minute is.",
+            ]
         out += [
             "",
             "Lowering the 1-request-per-event figure (most of it is the front door): see "
@@ -254,12 +246,49 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
     return "\n".join(out)
 
 
-def _memory_for(d: dict[str, Any], goal: int, within: float, memory_mb: int) -> int:
-    """Memory (MB, a multiple of 64) at which ``d['sweep_workers']`` workers flag ``goal`` within ``within``."""
-    rate_needed = goal / max(1, d["sweep_workers"]) / within
-    cpu_per_flag = d["sweep_cpu_per_flag"]
-    share = min(1.0, rate_needed * cpu_per_flag)
-    return int(math.ceil(share * FULL_VCPU_MB / 64) * 64)
+def _sweeper(r: Any, d: dict[str, Any], mem: dict[str, int]) -> list[str]:
+    """The sweeper at 100,000 due (bench/sweep.py): lateness, drain time, memory."""
+
+    sw = r.latency.sweeper
+    minute, backlog = sw["minute"], sw["backlog"]
+    cold, imports = sw["cold_start"], sw["import_drain"]
+    cpu = backlog["cpu_per_flag"]
+    peaks = ", ".join(
+        f"{m['due']:,} due: {m['peak_mib']:.1f} MiB (at most {m['held']:,} keys held)" for m in sw["memory"]
+    )
+    source = "the cold section's median" if imports.get("source") else "timed here, CPU"
+    verdict = "within" if d["sweep_drain_seconds"] <= WITHIN and d["sweep_max"] <= WITHIN else "NOT within"
+    return [
+        f"**Sweeper** (`bench/sweep.py`, model in [bench.md](bench.md#3-the-latency-model)). {sw['due']:,} timers "
+        f"over {sw['shards']} shards, through the two functions' own services: the scheduled run "
+        f"(`SweepDueTimersFunction`, {mem['sweeper']} MB) counts the first page of each shard, starts "
+        f"{backlog['workers']} drain workers (`SweepDrainFunction`, {mem['drain']} MB) and sweeps the shard it kept; "
+        f"a worker starts {minute['worker_start']:.1f} s after the run (the invoke, then a cold start of "
+        f"{cold['drain']:.1f} s: the handler's import, {imports['seconds']:.2f} s at a full vCPU ({source}), "
+        f"stretched to the worker's share). Flags are PartiQL `UPDATE`s, 25 to a `BatchExecuteStatement`.",
+        "",
+        "| case | functions | flagged | late p50 | late p99 | late max | last flag after the run began |",
+        "|---|---|---|---|---|---|---|",
+        f"| {sw['due']:,} falling due evenly over one minute | {1 + minute['workers']} | {minute['flagged']:,} | "
+        f"{minute['p50']:.2f} s | {minute['p99']:.2f} s | {minute['max']:.2f} s | {minute['drain_seconds']:.0f} s |",
+        f"| the same, the drain workers warm (a heavy minute after another) | {1 + minute['workers']} | "
+        f"{minute['flagged']:,} | {minute['warm']['p50']:.2f} s | {minute['warm']['p99']:.2f} s | "
+        f"{minute['warm']['max']:.2f} s | - |",
+        f"| {sw['due']:,} already due (an outage) | {1 + backlog['workers']} | {backlog['flagged']:,} | - | - | - | "
+        f"**{backlog['drain_seconds']:.0f} s** |",
+        "",
+        f"Flags per second while there is a backlog: **{d['sweep_rate_scheduled']:.0f} at {mem['sweeper']} MB** "
+        f"(the run's own shard; {cpu.get('SweepDueTimersFunction', math.nan) * 1000:.2f} ms CPU a flag at a full "
+        f"vCPU, the count, the reads and the writes included) and **{d['sweep_rate_drain']:.0f} at {mem['drain']} "
+        f"MB** (a drain worker; {cpu.get('SweepDrainFunction', math.nan) * 1000:.2f} ms a flag). {sw['due']:,} due "
+        f"is {verdict} {WITHIN:.0f} s at the defaults; the run's own shard at {mem['sweeper']} MB is the last to "
+        "finish a backlog.",
+        "",
+        f"Memory: a run holds at most a page of keys per shard. tracemalloc's peak over a scheduled run of a "
+        f"backlog (the count, the fan-out, its shard drained; replayed answers, no latency): {peaks}; the process "
+        f"after importing the handler (peak RSS of a fresh interpreter) {d['sweep_rss_mib']:.0f} MiB, so "
+        f"{d['sweep_rss_mib'] + d['sweep_peak_mib']:.0f} MiB of the {mem['sweeper']} MB function.",
+    ]
 
 
 def _table(intro: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

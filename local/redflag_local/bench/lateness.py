@@ -159,7 +159,9 @@ def quiet() -> Iterator[None]:
 
 # --- the due index, read quickly -----------------------------------------------------------------
 
-WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+WRITES = frozenset(
+    {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "BatchExecuteStatement"}
+)
 
 
 class DueIndex:
@@ -229,7 +231,9 @@ class DueIndex:
         def key(e: tuple[int, str, str]) -> dict[str, Any]:
             return {"pk": {"S": e[1]}, "sk": {"S": e[2]}, "due_shard": {"N": str(shard)}, "due_at": {"N": str(e[0])}}
 
-        out: dict[str, Any] = {"Items": [key(e) for e in page], "Count": len(page), "ScannedCount": len(page)}
+        out: dict[str, Any] = {"Count": len(page), "ScannedCount": len(page)}
+        if body.get("Select") != "COUNT":  # a count has no items
+            out["Items"] = [key(e) for e in page]
         if len(page) < len(entries):
             out["LastEvaluatedKey"] = key(page[-1])
         return json_answer(out)

@@ -31,12 +31,12 @@ import boto3
 
 from redflag.adapters import aws
 from redflag.edge.settings import AlertSettings, IngestSettings, SweepSettings
+from redflag_local.bench import sweep as bench_sweep
+from redflag_local.bench.goals import DELAY, FULL_VCPU_MB
 from redflag_local.bench.lateness import QUIET, SHIPPED_POLL, quiet
-from redflag_local.bench.wire import Wire, json_answer, wire
-from redflag_local.standin.stack import LocalStack, sample_event
+from redflag_local.bench.wire import Wire, wire
+from redflag_local.standin.stack import LocalStack
 
-FULL_VCPU_MB = 1769  # Lambda: a function with 1,769 MB has the equivalent of one vCPU
-DELAY = 0.005  # modelled server + network time per AWS call, seconds
 TASK = "bench_task"
 RULE = {"label": "a bench task", "threshold_seconds": 600}
 
@@ -123,12 +123,18 @@ class Bench:
         }
         self.events_fn = stack.template.function_for("events_to_timers")
         self.sweep_fn = stack.template.function_for("sweep_due_timers")
+        self.drain_fn = stack.template.function_for("sweep_drain")
         self.alerts_fn = stack.template.function_for("timers_to_alerts")
         self.steps: list[Step] = []
 
     def memory(self, function: str) -> int:
-        props = self.stack.template.sam["Resources"][function]["Properties"]
-        return int(props.get("MemorySize") or self.stack.template.sam["Globals"]["Function"].get("MemorySize", 128))
+        sam = self.stack.template.sam
+        value = sam["Resources"][function]["Properties"].get("MemorySize") or sam["Globals"]["Function"].get(
+            "MemorySize", 128
+        )
+        if isinstance(value, dict) and "Ref" in value:  # a parameter: the deployed value, else its default
+            value = self.stack.parameters.get(value["Ref"], sam["Parameters"][value["Ref"]]["Default"])
+        return int(value)
 
     def counted(self, w: Wire, name: str, units: int, action: Callable[[], Any]) -> Any:
         w.reset()
@@ -329,7 +335,8 @@ class Latency:
 
 
 def latency(b: Bench, repeat: int = 5, request_events: int = 100, ingest_events: int = 1000,
-            due: int = 10_000, shards: int = 8, alert_batches: int = 3) -> Latency:  # fmt: skip
+            due: int = 100_000, alert_batches: int = 3, cold: dict[str, float] | None = None,
+            progress: Callable[[str], None] | None = None) -> Latency:  # fmt: skip
     stack, w = b.stack, Wire(mode="record")
     with wire(w):
         # -- record. A 100-event request of starts (new timers); one of completions, of timers armed
@@ -407,93 +414,22 @@ def latency(b: Bench, repeat: int = 5, request_events: int = 100, ingest_events:
             {"handler": handler(), "handler, 1 wide": handler(1), "bare put_item loop": bare}, repeat, before=w.reset
         )
 
-        # -- the sweeper: one worker draining one shard of ``due`` timers due now, spread over ``shards``
-        sweeper = _sweeper(b, w, due, shards, repeat)
+        # -- the sweeper: ``due`` timers falling due within a minute, and already due (bench/sweep.py)
+        sweeper = bench_sweep.run(b, w, due=due, repeat=2 if repeat > 2 else 1, cold=cold, progress=progress)
 
         # -- the alerts function: batches of the template's BatchSize, every record a red flag (2 channels)
         alerts = _alerts(b, w, records[0], alert_batches, repeat)
 
-    memory = {"events": b.memory(b.events_fn), "sweeper": b.memory(b.sweep_fn), "alerts": b.memory(b.alerts_fn)}
+    memory = {
+        "events": b.memory(b.events_fn),
+        "sweeper": b.memory(b.sweep_fn),
+        "drain": b.memory(b.drain_fn),
+        "alerts": b.memory(b.alerts_fn),
+    }
     return Latency(
         req, request_calls, ingest, ingest_samples, len(batches) * 100 if batches else 0, len(puts),
         sweeper, alerts, memory, repeat,
     )  # fmt: skip
-
-
-def _sweeper(b: Bench, w: Wire, due: int, shards: int, repeat: int) -> dict[str, Any]:
-    """A stand-in due index answers the sweeper's queries (KEYS_ONLY pages, ``Limit`` a page, as
-    DynamoDB pages them) and forgets each timer an UpdateItem flags, so a drain ends when its shard
-    is empty. ``due`` timers, all due now, spread evenly over ``shards``."""
-    from redflag_local.standin import stack as stack_module
-
-    stack = b.stack
-    now = int(stack.clock())
-    per_shard = due // shards
-    index: dict[int, dict[str, int]] = {}  # shard -> pk -> due_at
-    sk = f"task#{TASK}#default"
-
-    def fill() -> None:
-        index.clear()
-        for s in range(shards):
-            index[s] = {f"x{s}-{i:06d}": now - 30 + i % 30 for i in range(per_shard)}
-        w.reset()
-
-    def key(shard: int, pk: str, due_at: int) -> dict[str, Any]:
-        return {"pk": {"S": pk}, "sk": {"S": sk}, "due_shard": {"N": str(shard)}, "due_at": {"N": str(due_at)}}
-
-    def query(body: dict[str, Any]) -> Any:
-        values = body["ExpressionAttributeValues"]
-        shard, until = int(values[":s"]["N"]), int(values[":until"]["N"])
-        entries = sorted((d, pk) for pk, d in index.get(shard, {}).items() if d <= until)
-        start = body.get("ExclusiveStartKey")
-        if start:
-            after = (int(start["due_at"]["N"]), start["pk"]["S"])
-            entries = [e for e in entries if e > after]
-        page = entries[: int(body.get("Limit", 1000))]
-        out: dict[str, Any] = {"Items": [key(shard, pk, d) for d, pk in page], "Count": len(page)}
-        out["ScannedCount"] = len(page)
-        if len(page) < len(entries):
-            out["LastEvaluatedKey"] = key(shard, page[-1][1], page[-1][0])
-        return json_answer(out)
-
-    def update(body: dict[str, Any]) -> Any:
-        pk = body["Key"]["pk"]["S"]
-        index.get(int(pk[1:].split("-", 1)[0]), {}).pop(pk, None)
-        return json_answer({})
-
-    w.responders[("dynamodb", "Query")] = query
-    w.responders[("dynamodb", "UpdateItem")] = update
-    try:
-        samples: dict[str, list[Timing]] = {"5 ms": [], "0 ms": []}
-        reports: list[dict[str, Any]] = []
-        for _ in range(max(3, repeat // 2)):
-            for label, delay in (("5 ms", DELAY), ("0 ms", 0.0)):
-                fill()
-                w.delay = delay
-                samples[label].append(timed(lambda: reports.append(stack.invoke(b.sweep_fn, {"shards": [0]}))))
-        # a scheduled run that finds the whole backlog: how many workers it starts (not run here)
-        fill()
-        w.delay = 0
-        hooks, stack.clock.on_sleep = stack.clock.on_sleep, []
-        try:
-            scheduled = stack.invoke(b.sweep_fn, sample_event("sweep_due_timers/scheduled.json"))
-        finally:
-            stack.clock.on_sleep = hooks
-        dispatched = w.calls[("lambda", "Invoke")]
-        stack_module.ASYNC_INVOKES.clear()
-    finally:
-        del w.responders[("dynamodb", "Query")]
-        del w.responders[("dynamodb", "UpdateItem")]
-    return {
-        "due": due,
-        "shards": shards,
-        "per_shard": per_shard,
-        "flagged": reports[-1]["flagged"],
-        "workers": 1 + dispatched,
-        "scheduled": scheduled,
-        "timing": {k: median_timing(v) for k, v in samples.items()},
-        "samples": samples,
-    }
 
 
 def _alerts(b: Bench, w: Wire, record: dict[str, Any], batches: int, repeat: int) -> dict[str, Any]:
@@ -534,8 +470,9 @@ def make_bench(**overrides: str) -> LocalStack:
     return LocalStack(env_overrides=QUIET | SHIPPED_POLL | shipped_pools() | overrides)
 
 
-def run(quick: bool = False, progress: Callable[[str], None] | None = None):
-    """(calls, latency, each function's environment) on one fresh stack."""
+def run(quick: bool = False, progress: Callable[[str], None] | None = None, cold: dict[str, float] | None = None):
+    """(calls, latency, each function's environment) on one fresh stack. ``cold``: each handler's
+    measured import seconds by folder (the cold section), for the sweeper's drain workers."""
     from redflag_local.bench.cold import function_envs
 
     with quiet(), make_bench() as stack:
@@ -548,8 +485,9 @@ def run(quick: bool = False, progress: Callable[[str], None] | None = None):
         if progress:
             progress("latency model ...")
         lat = (
-            latency(b, repeat=2, request_events=100, ingest_events=200, due=800, shards=8, alert_batches=1)
+            latency(b, repeat=2, request_events=100, ingest_events=200, due=8000, alert_batches=1, cold=cold,
+                    progress=progress)
             if quick
-            else latency(b)
-        )
+            else latency(b, cold=cold, progress=progress)
+        )  # fmt: skip
     return calls, lat, envs

@@ -38,6 +38,7 @@ from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 from moto.events.models import EventPattern
 
 from redflag.core import clock
+from redflag_local.standin import partiql
 from redflag_local.standin.template import ROOT, Template
 
 REGION = "us-east-1"
@@ -178,6 +179,11 @@ def _call_with_faults(self: BotocoreStubber, event_name: str, request: Any, **kw
         injected = FAULTS.check(request, event_name)
         if injected is not None:
             return injected
+    if self.enabled and event_name.endswith(".dynamodb.BatchExecuteStatement"):
+        # moto's PartiQL cannot run a conditional UPDATE (see partiql.py): each statement as its UpdateItem
+        answer = partiql.batch_execute(request, _key_names, lambda name, sub: _call_with_faults(self, name, sub))
+        if answer is not None:
+            return answer
     asynchronous = request.headers.get("X-Amz-Invocation-Type", b"") in (b"Event", "Event")
     if self.enabled and event_name.endswith(".lambda.Invoke") and asynchronous:
         # moto cannot run code without Docker: an asynchronous invoke is queued for the stand-in to run
@@ -191,6 +197,13 @@ def _call_with_faults(self: BotocoreStubber, event_name: str, request: Any, **kw
         message_id = json.loads(response.content)["MessageId"]  # type: ignore[union-attr]
         SES_SENDS[message_id] = {k: asked[k] for k in ("ConfigurationSetName",) if k in asked}
     return response
+
+
+def _key_names(table: str) -> list[str]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    t = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].get_table(table)
+    return [t.hash_key_attr] + ([t.range_key_attr] if t.range_key_attr else [])
 
 
 BotocoreStubber.__call__ = _call_with_faults  # type: ignore[method-assign]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -13,7 +13,15 @@ from redflag.adapters import aws
 from redflag.adapters import codec as items
 from redflag.core.timers import DeferredKey, TimerKey, TimerState
 from redflag.kinds.usage_drop import AccountFlag
-from redflag.services.ports import Record, RecordKey, StoreUnavailable, VersionConflict
+from redflag.services.ports import (
+    DuePage,
+    DueRef,
+    FlagResult,
+    Record,
+    RecordKey,
+    StoreUnavailable,
+    VersionConflict,
+)
 
 DUE_INDEX = "due-index"
 BATCH_GET_MAX = 100
@@ -73,24 +81,44 @@ class DynamoTimerStore:
             put["ExpressionAttributeValues"] = _av({":v": expected_version})
         self._call("put_item", **put)
 
-    def due(self, shard: int, until: float, limit: int) -> Iterator[tuple[TimerKey | DeferredKey, int]]:
-        kwargs: dict[str, Any] = {
+    def _due_query(self, shard: int, until: float, limit: int) -> dict[str, Any]:
+        return {
             "TableName": self._table,
             "IndexName": DUE_INDEX,
             "KeyConditionExpression": "due_shard = :s AND due_at <= :until",
-            "ExpressionAttributeValues": _av({":s": shard, ":until": math.floor(until)}),
+            "ExpressionAttributeValues": {":s": {"N": str(shard)}, ":until": {"N": str(math.floor(until))}},
             "Limit": limit,
         }
+
+    def due_page(self, shard: int, until: float, limit: int, after: object | None = None) -> DuePage:
+        """One Query of the sparse due index (``KEYS_ONLY``): refs as ``(pk, sk)`` strings, read straight
+        from the wire format; the cursor is DynamoDB's ``LastEvaluatedKey``."""
+        kwargs = self._due_query(shard, until, limit)
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = after
+        page = self._call("query", **kwargs)
+        entries: list[tuple[DueRef, int]] = []
+        for raw in page.get("Items", []):
+            pk, sk = raw["pk"]["S"], raw["sk"]["S"]
+            if isinstance(items.record_key(pk, sk), TimerKey | DeferredKey):  # timers, and emails kept for quiet hours
+                entries.append(((pk, sk), int(raw["due_at"]["N"])))
+        return DuePage(entries, page.get("LastEvaluatedKey"))
+
+    def due_count(self, shard: int, until: float, limit: int) -> int:
+        """The same Query with ``Select=COUNT``: billed alike, but the answer holds no items to parse."""
+        return int(self._call("query", **self._due_query(shard, until, limit), Select="COUNT").get("Count", 0))
+
+    def due(self, shard: int, until: float, limit: int) -> Iterator[tuple[TimerKey | DeferredKey, int]]:
+        """Every due entry of one shard as keys, ``limit`` a page (tools and tests; the sweeper holds
+        a page of refs at a time with ``due_page``)."""
+        after = None
         while True:
-            page = self._call("query", **kwargs)
-            for raw in page.get("Items", []):
-                item = _py(raw)
-                key = items.record_key(item["pk"], item["sk"])
-                if isinstance(key, TimerKey | DeferredKey):  # timers, and emails kept for quiet hours
-                    yield key, int(item["due_at"])
-            if "LastEvaluatedKey" not in page:
+            page = self.due_page(shard, until, limit, after)
+            for (pk, sk), due_at in page.entries:
+                yield cast(TimerKey | DeferredKey, items.record_key(pk, sk)), due_at
+            if page.cursor is None:
                 return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            after = page.cursor
 
     # --- plain items of the same table (account flags, the alerting path's per-user state) ---------
 
@@ -177,27 +205,55 @@ class DynamoTimerStore:
             return False
         return True
 
-    def flag_due(self, key: TimerKey | DeferredKey, now: float, expires_at: int) -> bool:
-        """``timers.expire`` as one UpdateItem, no read: open and due by ``now`` -> flagged, off the index."""
-        try:
-            self._call(
-                "update_item",
-                TableName=self._table,
-                Key=_av(items.key_of(key)),
-                UpdateExpression="SET #s = :flagged, flagged_at = :now, expires_at = :exp, version = version + :one "
-                "REMOVE due_shard",
-                ConditionExpression="#s = :open AND due_at <= :now",
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues=_av(
-                    {
-                        ":flagged": TimerState.FLAGGED.value,
-                        ":open": TimerState.OPEN.value,
-                        ":now": items.number(now),
-                        ":exp": expires_at,
-                        ":one": 1,
-                    }
-                ),
-            )
-        except VersionConflict:
-            return False
-        return True
+    def flag_due_many(self, refs: Sequence[DueRef], now: float, expires_at: int) -> list[FlagResult]:
+        """``timers.expire`` for each ref, no read: open and due by ``now`` -> flagged, off the index.
+        One PartiQL ``UPDATE ... WHERE`` per ref (the ``WHERE`` is the condition, per statement), 25 to a
+        ``BatchExecuteStatement``; each statement's outcome is its own. Raises StoreUnavailable when a
+        whole call hit a passing fault (after the SDK's retries)."""
+        now_n, exp_n = {"N": str(items.number(now))}, {"N": str(expires_at)}
+        flagged, opened = {"S": TimerState.FLAGGED.value}, {"S": TimerState.OPEN.value}
+        statement = FLAG_STATEMENT.format(table=self._table.replace('"', '""'))
+        out: list[FlagResult] = []
+        for i in range(0, len(refs), FLAG_BATCH):
+            batch = [
+                {"Statement": statement, "Parameters": [flagged, now_n, exp_n, _ONE, *_key(pk, sk), opened, now_n]}
+                for pk, sk in refs[i : i + FLAG_BATCH]
+            ]
+            answer = self._call("batch_execute_statement", Statements=batch)
+            out += [_flag_result(r) for r in answer.get("Responses", [])]
+        if len(out) != len(refs):
+            raise StoreUnavailable("BatchExecuteStatementResponses")  # never seen: a short answer is not trusted
+        return out
+
+
+FLAG_BATCH = 25  # statements a BatchExecuteStatement takes
+# timers.expire as one conditional update (the WHERE beyond the key is the condition); every name quoted
+FLAG_STATEMENT = (
+    'UPDATE "{table}" SET "state" = ? SET "flagged_at" = ? SET "expires_at" = ? SET "version" = "version" + ? '
+    'REMOVE "due_shard" WHERE "pk" = ? AND "sk" = ? AND "state" = ? AND "due_at" <= ?'
+)
+_ONE = {"N": "1"}
+# a statement's error codes (BatchStatementErrorCodeEnum) that mean "not now": the next read retries
+_STATEMENT_RETRY = frozenset(
+    {
+        "ProvisionedThroughputExceeded",
+        "ThrottlingError",
+        "RequestLimitExceeded",
+        "TransactionConflict",
+        "InternalServerError",
+    }
+)
+
+
+def _key(pk: str, sk: str) -> tuple[dict[str, str], dict[str, str]]:
+    return {"S": pk}, {"S": sk}
+
+
+def _flag_result(response: dict[str, Any]) -> FlagResult:
+    error = response.get("Error")
+    if not error:
+        return FlagResult.FLAGGED
+    code = error.get("Code", "")
+    if code == "ConditionalCheckFailed":  # not open, not due, or gone: someone else got there first
+        return FlagResult.LOST
+    return FlagResult.RETRY if code in _STATEMENT_RETRY else FlagResult.REJECTED

@@ -144,7 +144,7 @@ def expire(current: Timer | None, now: float, policy: Policy = Policy()) -> Time
     """The sweeper's transition: an open timer past its due time becomes flagged.
 
     The store applies exactly this as one conditional update without reading the timer first
-    (``TimerStore.flag_due``); a test holds the two to the same answers."""
+    (``TimerStore.flag_due_many``); tests/integration/test_sweeper.py holds the two to the same answers."""
     if current is None or current.state is not TimerState.OPEN or current.due_at is None:
         return None
     if current.due_at > now:

@@ -55,12 +55,15 @@ class SweepSettings(_Base):
     sweep_mode: Literal["lookahead", "passes"] = "lookahead"
     sweeps_per_minute: int = Field(default=3, ge=1, le=6, description="passes mode: reads per run")
     sweep_poll_seconds: float = Field(default=5, ge=1, le=30, description="look-ahead mode: seconds between reads")
-    sweep_page_size: int = Field(default=1000, ge=1, le=1000)
-    sweep_workers: int = Field(default=32, ge=1, le=64)
-    sweep_fanout_at: int = Field(default=2000, ge=1, description="timers already due that start workers")
+    sweep_page_size: int = Field(default=250, ge=1, le=1000, description="due keys a read holds per shard")
+    sweep_workers: int = Field(default=32, ge=1, le=64, description="concurrent index reads and flag write calls")
+    sweep_fanout_at: int = Field(
+        default=2000, ge=1, description="timers due in a run's window (first page of each shard) that start workers"
+    )
     sweep_shards_per_worker: int = Field(default=1, ge=1, le=256)
     completed_retention_days: int = Field(default=30, ge=1)
-    aws_lambda_function_name: Name = Field(description="set by Lambda: workers are invokes of this function")
+    sweep_drain_function: str = Field(default="", description="workers are invokes of this function (empty: this one)")
+    aws_lambda_function_name: Name = Field(description="set by Lambda")
 
 
 class AlertSettings(_Base):

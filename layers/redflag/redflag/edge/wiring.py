@@ -111,7 +111,11 @@ def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
     return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender)
 
 
-def sweep_service(s: SweepSettings | None = None) -> SweepService:
+def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepService:
+    """The scheduled sweeper (it hands a heavy minute to drain workers), or (``drain``) a worker."""
+    import boto3
+    from botocore.config import Config
+
     from redflag.adapters.dynamodb import DynamoTimerStore
     from redflag.adapters.fanout import LambdaDispatcher
     from redflag.services.sweeping import SweepPlan, SweepService
@@ -127,8 +131,11 @@ def sweep_service(s: SweepSettings | None = None) -> SweepService:
         fanout_at=s.sweep_fanout_at,
         shards_per_worker=s.sweep_shards_per_worker,
     )
-    store = DynamoTimerStore(s.table_name, s.due_shards)
-    dispatcher = LambdaDispatcher(s.aws_lambda_function_name, aws.client("lambda"))
+    # every request this client sends is built by DynamoTimerStore: botocore's validation of it is CPU the
+    # sweeper spends per flag for nothing (DynamoDB validates what it receives anyway)
+    client = boto3.client("dynamodb", config=aws.CONFIG.merge(Config(parameter_validation=False)))
+    store = DynamoTimerStore(s.table_name, s.due_shards, client=client)
+    dispatcher = None if drain else LambdaDispatcher(s.sweep_drain_function or s.aws_lambda_function_name)
     return SweepService(store, plan, clock.SYSTEM, _policy(s.completed_retention_days), dispatcher)
 
 

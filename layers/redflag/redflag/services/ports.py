@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from redflag.channels.base import Alert
 from redflag.core.activity import Activity, ActivityKey
 from redflag.core.baselines import Histogram
 from redflag.core.interventions import Escalation, Standing, UserState
-from redflag.core.timers import DeferredKey, Timer, TimerKey
+from redflag.core.timers import Timer, TimerKey
 from redflag.kinds import RuleBook
 
 Record = Timer | Activity
@@ -32,6 +32,23 @@ class StoreUnavailable(Exception):
         self.code = code
 
 
+DueRef = tuple[str, ...]
+"""A record in the due index as the store names it (DynamoDB: ``(pk, sk)``): plain strings, small and
+hashable, so a sweeper holding a page of them holds no models."""
+
+
+class DuePage(NamedTuple):
+    entries: list[tuple[DueRef, int]]  # (ref, due_at), ascending by due_at
+    cursor: object | None  # where the next page starts (the store's own token); None: nothing after this page
+
+
+class FlagResult(StrEnum):
+    FLAGGED = "flagged"
+    LOST = "lost"  # not open, or not due, or gone: completed, flagged or deleted by someone else first
+    RETRY = "retry"  # a passing fault for this item (throttled, a conflict): nothing written; read it again later
+    REJECTED = "rejected"  # a permanent error for this item (access, validation): recorded, not retried
+
+
 class TimerStore(Protocol):
     def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
         """The stored records for ``keys`` (absent ones left out), read consistently, in as few
@@ -43,19 +60,28 @@ class TimerStore(Protocol):
         (0 = must not exist). Raises VersionConflict or StoreUnavailable; writes nothing then."""
         ...
 
-    def due(self, shard: int, until: float, limit: int) -> Iterable[tuple[TimerKey | DeferredKey, int]]:
-        """Open timers (and deferred emails) of one shard of the due index with ``due_at <= until``."""
+    def due_page(self, shard: int, until: float, limit: int, after: object | None = None) -> DuePage:
+        """One page (at most ``limit``) of the open timers (and deferred emails) in one shard of the due
+        index with ``due_at <= until``, by due time, starting after ``after`` (a page's ``cursor``).
+        Raises StoreUnavailable."""
         ...
 
-    def flag_due(self, key: TimerKey | DeferredKey, now: float, expires_at: int) -> bool:
-        """``timers.expire`` as one conditional write, without reading first: an open timer due by
-        ``now`` becomes flagged. False when it is not (completed, flagged, deleted, not due)."""
+    def due_count(self, shard: int, until: float, limit: int) -> int:
+        """How many of the first ``limit`` entries of that page there are (at most ``limit``), without
+        the entries themselves. Raises StoreUnavailable."""
+        ...
+
+    def flag_due_many(self, refs: Sequence[DueRef], now: float, expires_at: int) -> list[FlagResult]:
+        """``timers.expire`` for each of ``refs`` as one conditional write each, without reading first,
+        in as few calls as the store allows: an open timer due by ``now`` becomes flagged. One result
+        per ref, in order. Raises StoreUnavailable when nothing could be asked (every ref: retry)."""
         ...
 
 
 class Dispatcher(Protocol):
     def dispatch(self, shards: list[int]) -> None:
-        """Start a sweeper worker (asynchronously) that drains these shards of the due index."""
+        """Start a sweeper worker (asynchronously) on these shards of the due index: it sweeps them for
+        one run's window, as the run that started it would have, and stops."""
         ...
 
 
