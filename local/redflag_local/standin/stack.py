@@ -22,13 +22,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import botocore.endpoint
+import moto.dynamodb.models as ddb_models
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
@@ -70,6 +71,14 @@ SES_EVENT_TYPES = {
     "Open": "OPEN", "Click": "CLICK", "Rendering Failure": "RENDERING_FAILURE", "DeliveryDelay": "DELIVERY_DELAY",
     "Subscription": "SUBSCRIPTION",
 }  # fmt: skip
+
+
+@cache
+def _client(service: str) -> Any:
+    """The stand-in's own clients, built once per process: moto serves every client in the process
+    whenever a mock is started, so a client outlives the stack it was built for (as the functions'
+    own do, ``redflag.adapters.aws.client``)."""
+    return boto3.client(service, region_name=REGION)
 
 
 class SimClock:
@@ -222,6 +231,32 @@ _moto_parse_template = MotoStack.parse_template
 MotoStack.parse_template = staticmethod(_parse_template)  # type: ignore[method-assign]
 
 
+class _CopyOnce:
+    """``copy`` for moto's DynamoDB while one transaction runs: moto backs a table up before every item
+    of a transaction (a deep copy of the whole table, stream included, each time); once per table does
+    the same (the backup is only restored if the transaction fails), at a hundredth of the cost."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[Any, Any]] = {}
+
+    def deepcopy(self, value: Any) -> Any:
+        if id(value) not in self._done:
+            self._done[id(value)] = (value, copy.deepcopy(value))  # the original held: its id stays its own
+        return self._done[id(value)][1]
+
+
+def _transact_once(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    saved, ddb_models.copy = ddb_models.copy, _CopyOnce()  # type: ignore[assignment]
+    try:
+        return _moto_transact(self, transact_items)
+    finally:
+        ddb_models.copy = saved
+
+
+_moto_transact = ddb_models.DynamoDBBackend.transact_write_items
+ddb_models.DynamoDBBackend.transact_write_items = _transact_once  # type: ignore[method-assign]
+
+
 class _NoWait:
     """The SDK's retry backoff: moto answers at once, and simulated time does not pass in a backoff."""
 
@@ -307,7 +342,7 @@ class LocalStack:
         parameters.clear_caches()  # a new stack is a new account: no secret or parameter of the last one
         self.clock.on_sleep.append(lambda _wake: self.run_async_invokes())
         clock.set_clock(self.clock, self.clock.sleep)
-        cfn = boto3.client("cloudformation")
+        cfn = _client("cloudformation")
         body = self.template.moto_copy(self.parameters)
         cfn.create_stack(
             StackName="redflag",
@@ -317,8 +352,8 @@ class LocalStack:
         )
         resources = cfn.describe_stack_resources(StackName="redflag")["StackResources"]
         self.physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
-        boto3.client("ses").verify_email_identity(EmailAddress=self.parameters["SenderEmail"])
-        lam = boto3.client("lambda")
+        _client("ses").verify_email_identity(EmailAddress=self.parameters["SenderEmail"])
+        lam = _client("lambda")
         # the functions this deployment has (a function whose Condition is false is not deployed)
         self.functions = {name: folder for name, folder in self.template.functions.items() if name in self.physical}
         for name in self.functions:
@@ -339,11 +374,11 @@ class LocalStack:
 
     @cached_property
     def ddb(self) -> Any:
-        return boto3.client("dynamodb")
+        return _client("dynamodb")
 
     @cached_property
     def streams(self) -> Any:
-        return boto3.client("dynamodbstreams")
+        return _client("dynamodbstreams")
 
     def stop(self) -> None:
         FAULTS.rules.clear()
@@ -392,7 +427,7 @@ class LocalStack:
     # --- rules -----------------------------------------------------------------------------
 
     def put_rules(self, rules: dict[str, dict[str, Any] | str]) -> None:
-        ssm = boto3.client("ssm")
+        ssm = _client("ssm")
         path = self.parameters.get("RulesPath", "/redflag/rules")
         for task, rule in rules.items():
             value = rule if isinstance(rule, str) else json.dumps(rule)
@@ -573,7 +608,7 @@ class LocalStack:
                 error = exc
         destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", "")
         if destination.startswith("arn:aws:sqs:") and error is not None:
-            queue = boto3.client("sqs").get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
+            queue = _client("sqs").get_queue_url(QueueName=destination.rsplit(":", 1)[-1])["QueueUrl"]
             message = {
                 "version": "1.0",
                 "timestamp": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
@@ -587,7 +622,7 @@ class LocalStack:
                 "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
                 "responsePayload": {"errorType": type(error).__name__, "errorMessage": str(error)},
             }
-            boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(message))
+            _client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(message))
         return []
 
     # --- SES event publishing: the configuration set's event destination ------------------------------
@@ -631,14 +666,14 @@ class LocalStack:
         kind = SES_EVENT_TYPES[record["eventType"]]
         if not destination or not destination.get("Enabled", True) or kind not in destination["MatchingEventTypes"]:
             return []
-        boto3.client("sns").publish(TopicArn=destination["SnsDestination"]["TopicARN"], Message=json.dumps(record))
+        _client("sns").publish(TopicArn=destination["SnsDestination"]["TopicARN"], Message=json.dumps(record))
         return self.deliver_notifications()
 
     def put_slack_webhook(self, url: str) -> None:
         """The Slack incoming webhook URL, as the operator stores it: an SSM SecureString named by the
         SlackWebhookParameter stack parameter."""
         name = self.parameters["SlackWebhookParameter"]
-        boto3.client("ssm").put_parameter(Name=name, Value=url, Type="SecureString", Overwrite=True)
+        _client("ssm").put_parameter(Name=name, Value=url, Type="SecureString", Overwrite=True)
 
     # --- the stats function: a stream mapping with tumbling windows ----------------------------------
 
@@ -728,13 +763,13 @@ class LocalStack:
             },
         }
         queue = self.physical["AlertsDeadLetterQueue"]
-        boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(message))
+        _client("sqs").send_message(QueueUrl=queue, MessageBody=json.dumps(message))
 
     def parked(self) -> list[dict[str, Any]]:
         """Everything in the dead-letter queue now, left in place."""
         from redflag_local.ops.dlq import peek
 
-        return [m.body for m in peek(boto3.client("sqs"), self.physical["AlertsDeadLetterQueue"])]
+        return [m.body for m in peek(_client("sqs"), self.physical["AlertsDeadLetterQueue"])]
 
     def tick(self, seconds: float, sweep: bool = True, ttl_lateness: float | None = None) -> None:
         """Let ``seconds`` pass, then run what would have run: the sweeper, TTL, the stream."""
@@ -792,6 +827,6 @@ class LocalStack:
         return {(i["pk"], i["sk"]): i for i in found}
 
     def items(self) -> list[dict[str, Any]]:
-        ddb = boto3.client("dynamodb")
+        ddb = _client("dynamodb")
         pages = ddb.get_paginator("scan").paginate(TableName=self.table_name)
         return [{k: _de.deserialize(v) for k, v in raw.items()} for page in pages for raw in page["Items"]]

@@ -30,6 +30,7 @@ class _NoManagedPolicies:
 
 
 _TAUGHT: list[type] = []
+_TRANSLATED: dict[tuple[int, str], tuple[Any, dict[str, Any]]] = {}  # (template version, parameters) -> copy
 
 
 def _teach_moto_cloudformation() -> None:
@@ -211,7 +212,8 @@ class Template:
     def __init__(self, path: Path = TEMPLATE) -> None:
         self.path = path
         # parsed once per version of the file (PyYAML is slow on it); each Template gets its own copy
-        self.sam: dict[str, Any] = copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
+        self.version = path.stat().st_mtime_ns
+        self.sam: dict[str, Any] = copy.deepcopy(_parsed(path, self.version))
 
     def resources(self, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.sam["Resources"].items() if v["Type"] == type_}
@@ -269,7 +271,15 @@ class Template:
         return value(self.sam["Conditions"][name])
 
     def moto_copy(self, parameters: dict[str, str]) -> dict[str, Any]:
+        """The translated copy moto deploys, translated once per template version and parameters."""
         _teach_moto_cloudformation()
+        key = (self.version, json.dumps(parameters, sort_keys=True))
+        if key not in _TRANSLATED:
+            _TRANSLATED.clear()  # one template version at a time is enough
+            _TRANSLATED[key] = (self.sam, self._translate(parameters))
+        return copy.deepcopy(_TRANSLATED[key][1])
+
+    def _translate(self, parameters: dict[str, str]) -> dict[str, Any]:
         sam = _without_api_references(copy.deepcopy(self.sam))
         # moto skips a resource whose Condition is false, but then lists it as None and its
         # describe_stack_resources fails: leave such resources out of the copy instead

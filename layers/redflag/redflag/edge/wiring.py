@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from redflag.adapters import aws
 from redflag.core import clock, timers
 from redflag.edge.settings import (
     AlertSettings,
@@ -113,9 +112,6 @@ def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
 
 def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepService:
     """The scheduled sweeper (it hands a heavy minute to drain workers), or (``drain``) a worker."""
-    import boto3
-    from botocore.config import Config
-
     from redflag.adapters.dynamodb import DynamoTimerStore
     from redflag.adapters.fanout import LambdaDispatcher
     from redflag.services.sweeping import SweepPlan, SweepService
@@ -131,10 +127,7 @@ def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepS
         fanout_at=s.sweep_fanout_at,
         shards_per_worker=s.sweep_shards_per_worker,
     )
-    # every request this client sends is built by DynamoTimerStore: botocore's validation of it is CPU the
-    # sweeper spends per flag for nothing (DynamoDB validates what it receives anyway)
-    client = boto3.client("dynamodb", config=aws.CONFIG.merge(Config(parameter_validation=False)))
-    store = DynamoTimerStore(s.table_name, s.due_shards, client=client)
+    store = DynamoTimerStore(s.table_name, s.due_shards)  # aws.CONFIG: no client-side parameter validation
     dispatcher = None if drain else LambdaDispatcher(s.sweep_drain_function or s.aws_lambda_function_name)
     return SweepService(store, plan, clock.SYSTEM, _policy(s.completed_retention_days), dispatcher)
 
