@@ -47,6 +47,15 @@ class IngestSettings(_Base):
     stats_table_name: Name = Field(description="learned thresholds read their histograms here")
 
 
+class TrackingSettings(IngestSettings):
+    """tracking_api: Segment-style calls (the tracking API, the webhook destinations) -> timers, profiles."""
+
+    write_keys_secret_arn: Name = Field(description="the write keys: one key, or a JSON list of keys (rotation)")
+    tracking_webhook_secret_arn: Name = Field(description="the webhook destinations' shared secret (X-Signature)")
+    secrets_cache_seconds: int = Field(default=300, ge=0, description="a rotated key takes effect within this")
+    profile_retention_days: int = Field(default=90, ge=1, le=3650, description="a profile is kept this long after")
+
+
 class SweepSettings(_Base):
     """sweep_due_timers: due timer -> flagged."""
 
