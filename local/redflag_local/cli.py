@@ -53,6 +53,10 @@ def serve(
     outbox: Annotated[Path, typer.Option(file_okay=False, help="Folder for alerts: .eml emails, .json CS")] = OUTBOX,
     rules_dir: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Rules to put in SSM")] = RULES_DIR,
     api_key: Annotated[str | None, typer.Option(help="Require this x-api-key, like the deployed API")] = None,
+    write_key: Annotated[
+        list[str] | None,
+        typer.Option(help="The tracking API's write key (repeatable: several at once, as while rotating one)"),
+    ] = None,
     tick: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between sweeps and stream deliveries")] = 1.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the functions' Powertools logs")] = False,
     parameter: Annotated[
@@ -72,7 +76,15 @@ def serve(
         parameters[name] = value
     try:
         serve_mod.run(
-            host, port, outbox, rules_dir, api_key=api_key, tick_seconds=tick, verbose=verbose, parameters=parameters
+            host,
+            port,
+            outbox,
+            rules_dir,
+            api_key=api_key,
+            write_keys=write_key,
+            tick_seconds=tick,
+            verbose=verbose,
+            parameters=parameters,
         )
     except serve_mod.ServeError as exc:
         typer.echo(f"error: {exc}", err=True)

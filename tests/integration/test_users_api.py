@@ -314,7 +314,10 @@ def test_a_busy_table_is_a_503_to_send_again(stack):
 # --- (e) which routes need the API key -------------------------------------------------------------
 
 
-def test_only_the_unsubscribe_routes_are_public():
+TRACKING_ROUTES = ("batch", "track", "identify", "group", "page", "screen", "alias", "webhook")
+
+
+def test_only_the_unsubscribe_routes_and_the_write_key_routes_are_public():
     t = Template()
     events = t.sam["Resources"]["UsersApiFunction"]["Properties"]["Events"]
     public = {e["Properties"]["Method"]: e["Properties"].get("Auth") for e in events.values()}
@@ -342,7 +345,7 @@ def test_only_the_unsubscribe_routes_are_public():
         ("/v1/unsubscribe", "post"): False,
         ("/v1/users/{user_id}/subscription", "put"): True,
         ("/v1/users/{user_id}", "delete"): True,
-    }
+    } | {(f"/v1/{route}", "post"): False for route in TRACKING_ROUTES}  # the write key: checked by the function
 
 
 # --- `redflag users` over HTTP ---------------------------------------------------------------------
