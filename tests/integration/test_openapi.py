@@ -18,3 +18,18 @@ def test_openapi_documents_the_contract():
     events = doc["components"]["schemas"]["EventBatch"]["properties"]["events"]
     assert (events["minItems"], events["maxItems"]) == (1, 100)
     assert events["items"]["required"] == ["type", "task", "user_id"]
+
+
+def test_openapi_documents_the_tracking_api_and_how_each_route_is_authenticated():
+    doc = json.loads(generate())
+    routes = ("batch", "track", "identify", "group", "page", "screen", "alias", "webhook")
+    for route in routes:
+        post = doc["paths"][f"/v1/{route}"]["post"]
+        assert set(post["responses"]) >= {"200", "400", "401", "503"}
+        assert post["security"] == [{"writeKey": []}]
+    assert doc["paths"]["/v1/events"]["post"]["security"] == [{"apiKey": []}]
+    assert doc["components"]["securitySchemes"]["writeKey"] == {
+        "type": "http", "scheme": "basic", "description": "A write key as the username, no password"
+    }  # fmt: skip
+    batch = doc["components"]["schemas"]["TrackingBatch"]["properties"]["batch"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, 2500)
