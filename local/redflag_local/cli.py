@@ -38,12 +38,13 @@ def demo(
     seed: int = typer.Option(7, help="Random seed for the traffic"),
     speed: float = typer.Option(600, min=0, help="Simulated seconds per real second (0 = no waiting)"),
     show: int = typer.Option(3, min=0, help="How many emails to print in full"),
+    segment: bool = typer.Option(False, "--segment", help="Scene 2 through the Segment SDK and the tracking API"),
 ) -> None:
     """Run the whole pipeline on moto, on a simulated clock, and show what it sent."""
     from redflag_local.standin import demo as demo_mod
 
     warnings.filterwarnings("ignore")
-    demo_mod.run(users=users, seed=seed, speed=speed, show=show)
+    demo_mod.run(users=users, seed=seed, speed=speed, show=show, segment=segment)
 
 
 @app.command()

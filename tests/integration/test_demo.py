@@ -25,3 +25,20 @@ def test_the_demo_shows_every_scene():
     assert "#customer-success" in text and "Escalation: user alan" in text
     rows = {(r.task, r.segment) for r in story["report"].tasks}
     assert ("create_landing_page", "all") in rows and ("create_landing_page", "power_user") in rows
+
+
+def test_redflag_demo_segment_sends_the_failing_scene_through_the_segment_sdk():
+    from redflag_local.ops.rules_files import as_parameters, load_rules
+    from redflag_local.standin.stack import LocalStack
+
+    out = io.StringIO()
+    rules, _ = load_rules()
+    with LocalStack(clock_start=demo.MONDAY.timestamp() + 10 * 3600, env_overrides=demo.QUIET) as stack:
+        stack.put_rules(as_parameters(rules))
+        scene = demo.Demo(stack, Console(file=out, width=200), speed=0, segment=True)
+        scene.failing()
+        (email,) = stack.emails()
+    text = out.getvalue()
+    assert "through the Segment SDK" in text and "try #3 failed ('Email Template Failed' via Segment): flagged" in text
+    assert scene.story.failure_flag and scene.story.segment_calls == 5  # identify, started, 3 failures
+    assert email["to"] == "Alan Turing <alan@example.com>"  # the address and name came from identify

@@ -6,7 +6,9 @@ What it shows, in order:
 1. **Learning what usual is**: users create landing pages; the first ones are armed with the rule's
    fallback threshold, then, once 20 completions were learned from the stream, with twice the median.
    A power user gets their segment's longer threshold. One user in five is held out of the email.
-2. **Failing, not slow**: the third failed try at an email template is a red flag at once.
+2. **Failing, not slow**: the third failed try at an email template is a red flag at once. With
+   ``--segment`` this scene's calls go through the real Segment SDK (``segment-analytics-python``: an
+   identify, then track calls the rule's ``track`` mapping names) to the tracking API over HTTP.
 3. **Too many at once**: one user trips three red flags in an hour (CS gets one critical escalation)
    and a fourth, whose email the per-user cap holds back (CS still hears).
 4. **Quiet hours**: a user in Tokyo struggles at 22:05 her time; CS hears at once, her email waits
@@ -25,6 +27,7 @@ from __future__ import annotations
 import html
 import json
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from rich.panel import Panel
 from redflag_local.ops import report as report_mod
 from redflag_local.ops.rules_files import as_parameters, load_rules
 from redflag_local.standin.receiver import Receiver
+from redflag_local.standin.serve import HttpAnswer, _Server, answer_from_proxy, proxy_event
 from redflag_local.standin.stack import LocalStack
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
@@ -70,13 +74,44 @@ class Story:
     emails: int = 0
     cs_alerts: int = 0
     slack_posts: int = 0
+    segment_calls: int = 0  # --segment: calls the Segment SDK sent to the tracking API
+
+
+class TrackingFront:
+    """The demo stack's tracking API over HTTP on 127.0.0.1 (a proxy event per request, as ``redflag serve``
+    makes it), for the Segment SDK to post to; it keeps each answer's results."""
+
+    def __init__(self, stack: LocalStack, console: Console) -> None:
+        import boto3
+
+        self.stack = stack
+        self.console = console
+        self.function = stack.template.function_for("tracking_api")
+        secret = stack.function_env[self.function]["WRITE_KEYS_SECRET_ARN"]
+        self.write_key = boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+        self.results: list[dict[str, Any]] = []
+        self._httpd = _Server(("127.0.0.1", 0), self)  # type: ignore[arg-type]  # serve's HTTP front, on this app
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def handle(self, method: str, target: str, headers: list, body: bytes | None, client_ip: str) -> HttpAnswer:
+        event = proxy_event(method, target, headers, body, client_ip, self.stack.clock())
+        answer = answer_from_proxy(self.stack.invoke(self.function, event))
+        self.results += json.loads(answer.body or b"{}").get("results", [])
+        return answer
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 class Demo:
-    def __init__(self, stack: LocalStack, console: Console, speed: float) -> None:
+    def __init__(self, stack: LocalStack, console: Console, speed: float, segment: bool = False) -> None:
         self.stack = stack
         self.console = console
         self.speed = speed
+        self.segment = segment
         self.story = Story()
         self._emails = 0
         self._cs = 0
@@ -206,6 +241,9 @@ class Demo:
                 )
 
     def failing(self) -> None:
+        if self.segment:
+            self._failing_through_segment()
+            return
         self.scene("2. Failing, not slow (create_email_template: the 3rd failure of a run)")
         alan = {"name": "Alan Turing", "account_id": "acme"}
         self.post(self.event("task_started", "create_email_template", "alan", **alan))
@@ -214,6 +252,32 @@ class Demo:
             result = self.post(self.event("task_failed", "create_email_template", "alan", **alan))[0]
             self.say(f"Alan's try #{attempt} failed: {result['status']}")
             self.story.failure_flag |= result["status"] == "flagged"
+        self.news()
+
+    def _failing_through_segment(self) -> None:
+        """Scene 2 as a product on Segment sends it: the SDK's identify and track calls, only host and write key set."""
+        import segment.analytics
+
+        self.scene("2. Failing, not slow (create_email_template: the 3rd failure of a run), through the Segment SDK")
+        front = TrackingFront(self.stack, self.console)
+        client = segment.analytics.Client(front.write_key, host=front.url)
+        try:
+            client.identify("alan", {"email": "alan@example.com", "name": "Alan Turing"})
+            client.track("alan", "Email Template Started")
+            client.flush()
+            self.say("Segment SDK: identify alan, track 'Email Template Started' -> /v1/batch")
+            for attempt in range(1, 4):
+                self.stack.clock.advance(60)
+                client.track("alan", "Email Template Failed")
+                client.flush()
+                status = front.results[-1]["status"]
+                self.say(f"Alan's try #{attempt} failed ('Email Template Failed' via Segment): {status}")
+                self.story.failure_flag |= status == "flagged"
+        finally:
+            client.shutdown()
+            front.close()
+        self.story.segment_calls = len(front.results)
+        self.stack.deliver_stream()
         self.news()
 
     def too_many(self) -> None:
@@ -300,7 +364,14 @@ class Demo:
             self.story.usage_drop = drop[0]["message"]["account_id"]
 
 
-def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console: Console | None = None) -> dict:
+def run(
+    users: int = 40,
+    seed: int = 7,
+    speed: float = 0,
+    show: int = 2,
+    console: Console | None = None,
+    segment: bool = False,
+) -> dict:
     console = console or Console()
     rules, problems = load_rules()
     if problems:
@@ -314,7 +385,7 @@ def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console
             f"[bold]Red Flag demo[/]: two simulated weeks on moto (template.yaml deployed with CloudFormation), "
             f"{len(rules)} seed rules, {users} landing-page users, seed {seed}"
         )
-        demo = Demo(stack, console, speed)
+        demo = Demo(stack, console, speed, segment=segment)
         demo.learning(users, rng)
         demo.failing()
         demo.too_many()
