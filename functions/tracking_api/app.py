@@ -89,8 +89,10 @@ def post_batch(
     return _answer(service.receive(body.batch, sent_at=body.sentAt, context=body.context))
 
 
-def _single(call_type: CallType, raw: dict[str, Any]) -> Response[TrackingResponse]:
-    _authorised(raw.get("writeKey"))
+def _single(call_type: CallType, raw: Any) -> Response[TrackingResponse]:
+    _authorised(raw.get("writeKey") if isinstance(raw, dict) else None)
+    if not isinstance(raw, dict):
+        raise edge.BodyProblem(f"body: one {call_type} call, a JSON object")
     return _answer(service.receive([raw], call_type=call_type))
 
 
@@ -98,27 +100,27 @@ def _single(call_type: CallType, raw: dict[str, Any]) -> Response[TrackingRespon
 def post_track(
     body: Annotated[SkipValidation[TrackCall], Body(description="One call, 32 KB")],
 ) -> Response[TrackingResponse]:
-    return _single("track", body)  # type: ignore[arg-type]  # SkipValidation: the raw object, checked by the service
+    return _single("track", body)  # SkipValidation: the JSON as sent, checked by the service
 
 
 @app.post("/v1/identify", summary="Post one identify call (the user's profile)", tags=["tracking"], responses=RESPONSES)
 def post_identify(body: Annotated[SkipValidation[IdentifyCall], Body()]) -> Response[TrackingResponse]:
-    return _single("identify", body)  # type: ignore[arg-type]  # SkipValidation: the raw object, checked by the service
+    return _single("identify", body)  # SkipValidation: the JSON as sent, checked by the service
 
 
 @app.post("/v1/group", summary="Post one group call (the user's account)", tags=["tracking"], responses=RESPONSES)
 def post_group(body: Annotated[SkipValidation[GroupCall], Body()]) -> Response[TrackingResponse]:
-    return _single("group", body)  # type: ignore[arg-type]  # SkipValidation: the raw object, checked by the service
+    return _single("group", body)  # SkipValidation: the JSON as sent, checked by the service
 
 
 @app.post("/v1/page", summary="Post one page call (activity)", tags=["tracking"], responses=RESPONSES)
 def post_page(body: Annotated[SkipValidation[PageCall], Body()]) -> Response[TrackingResponse]:
-    return _single("page", body)  # type: ignore[arg-type]  # SkipValidation: the raw object, checked by the service
+    return _single("page", body)  # SkipValidation: the JSON as sent, checked by the service
 
 
 @app.post("/v1/screen", summary="Post one screen call (activity)", tags=["tracking"], responses=RESPONSES)
 def post_screen(body: Annotated[SkipValidation[ScreenCall], Body()]) -> Response[TrackingResponse]:
-    return _single("screen", body)  # type: ignore[arg-type]  # SkipValidation: the raw object, checked by the service
+    return _single("screen", body)  # SkipValidation: the JSON as sent, checked by the service
 
 
 @app.post(
@@ -128,7 +130,7 @@ def post_screen(body: Annotated[SkipValidation[ScreenCall], Body()]) -> Response
     responses=RESPONSES,
 )
 def post_alias(body: Annotated[SkipValidation[AliasCall], Body()]) -> Response[TrackingResponse]:
-    return _single("alias", body)  # type: ignore[arg-type]  # SkipValidation: the raw object, checked by the service
+    return _single("alias", body)  # SkipValidation: the JSON as sent, checked by the service
 
 
 @app.post(
@@ -155,7 +157,7 @@ def post_webhook(
     else:
         calls, sent_at = (raw if isinstance(raw, list) else [raw]), None
     if not calls or len(calls) > 2500:
-        return edge.error(400, "invalid_request", "body: 1-2500 calls")
+        raise edge.BodyProblem("body: one call, a JSON array of 1-2500 calls, or a batch")
     return _answer(service.receive(calls, sent_at=sent_at if isinstance(sent_at, str) else None, trusted_time=True))
 
 
@@ -167,6 +169,11 @@ def _unauthorized(exc: edge.Unauthorized) -> Response:
     metrics.add_metric(name="TrackingUnauthorized", unit="Count", value=1)
     logger.info("tracking request refused", extra={"reason": str(exc)})
     return edge.error(401, "unauthorized", f"{exc}: send the write key as the Basic auth username")
+
+
+@app.exception_handler(edge.BodyProblem)
+def _bad_body(exc: edge.BodyProblem) -> Response:
+    return edge.error(400, "invalid_request", exc.message)
 
 
 @app.exception_handler(RequestUnsupportedContentType)

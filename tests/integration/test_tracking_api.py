@@ -377,3 +377,9 @@ def test_schemathesis_over_the_tracking_routes_answers_no_5xx_and_only_what_is_d
     fuzz()
     print(f"\ntracking fuzz: statuses {dict(sorted(statuses.items()))}")
     assert statuses.get(200, 0) > FUZZ_REQUESTS // 4  # most requests were applied, not refused whole
+
+
+def test_a_body_that_is_not_the_routes_shape_is_a_400_not_a_500(tracked):
+    for path, body in (("/v1/track", "[1, 2]"), ("/v1/identify", '"x"'), ("/v1/webhook", "[]"), ("/v1/batch", "{}")):
+        status, answer = tracked.post(path, body, basic(NEW_KEY))
+        assert status == 400 and answer["code"] == "invalid_request", (path, answer)
