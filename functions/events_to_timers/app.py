@@ -10,10 +10,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redflag.adapters.observability import count_outcomes, logger, metrics, tracer
 from redflag.core.events import ErrorBody, EventBatch, IngestResponse
-from redflag.edge.api import normalize_content_type, register_error_handlers, safe_json
+from redflag.edge.api import normalize_content_type, object_json, register_error_handlers
 from redflag.edge.wiring import ingest_service
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=safe_json)
+BODY_SHAPE = 'send {"events": [...]} (1-100 events) or one event object'
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=object_json(BODY_SHAPE))
 register_error_handlers(app)
 service = ingest_service()
 

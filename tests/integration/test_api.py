@@ -38,6 +38,17 @@ def test_101_events_are_refused_whole(stack):
     assert "100" in out["message"]
 
 
+def test_a_bare_json_array_is_refused_whole_never_cut_to_its_first_event(stack):
+    """Issue 14, defect 1: ``[evA, evB]`` was answered 202 with one result (Powertools' body normalisation
+    took ``value[0]``): every event after the first dropped, and 150 never met the 100-event limit."""
+    for body in ([started("u-a"), started("u-b")], [started(f"u-many-{i}") for i in range(150)]):
+        code, out = stack.post_events(body)
+        assert code == 422, out
+        assert out["message"] == 'body: a JSON array; send {"events": [...]} (1-100 events) or one event object'
+        assert out["errors"] == [{"field": "body", "message": out["message"].removeprefix("body: ")}]
+    assert timers_of(stack) == {}
+
+
 def test_bad_events_are_rejected_one_by_one_and_good_ones_stored(stack):
     now = stack.clock()
     future = datetime.fromtimestamp(now + 3600, UTC).isoformat()

@@ -231,6 +231,15 @@ def test_the_subscription_route_checks_what_it_is_sent(stack):
     assert markers(stack) == []
 
 
+def test_a_json_array_is_refused_not_cut_to_its_first_item(stack):
+    """Issue 14, defect 1, on the subscription PUT: ``[a, b]`` was read as ``a`` alone."""
+    body = json.dumps([{"subscribed": False}, {"subscribed": True}])
+    answer = call(stack, "PUT", "/v1/users/u-ada/subscription", body=body, content_type=JSON)
+    assert answer.status == 422, answer.body
+    assert answer.json()["message"] == "body: a JSON array; send one JSON object"
+    assert markers(stack) == []
+
+
 # --- (d) erasure -------------------------------------------------------------------------------
 
 

@@ -5,9 +5,10 @@
   **415** before its body is looked at, so nothing of it is echoed.
 - Body: parsed by ``safe_json``: nesting deeper than ``MAX_JSON_DEPTH`` or a number longer than
   ``MAX_NUMBER_DIGITS`` digits is "not valid JSON" (**400**), not a crash.
-- A JSON body that breaks the envelope (no ``events``, 0 or more than 100 events) is a **422**
-  naming the field. Problems with one event are never raised: they come back as that event's
-  ``rejected`` result, next to its accepted neighbours.
+- A JSON body that breaks the envelope (no ``events``, 0 or more than 100 events; an array or any
+  other JSON that is not an object: ``object_json``) is a **422** naming the field. Problems with
+  one event are never raised: they come back as that event's ``rejected`` result, next to its
+  accepted neighbours.
 - Anything unexpected is a **500** that says nothing was applied and the request can be retried;
   it is logged with its class only (a message can quote the body).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -75,6 +77,35 @@ def safe_json(text: str) -> Any:
     return value
 
 
+class NotAnObject(ValueError):
+    """The body is JSON but not an object (an array, a string, a number, null): a shape no route of these
+    APIs defines. Refused whole with a **422** naming it, never read in part (Powertools would hand a
+    model field the first item of an array and drop the rest)."""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else "null"
+
+
+def object_json(hint: str) -> Callable[[str], Any]:
+    """A ``json_body_deserializer``: ``safe_json`` that takes a JSON object only, else NotAnObject
+    (``a JSON array; <hint>``)."""
+
+    def parse(text: str) -> Any:
+        value = safe_json(text)
+        if not isinstance(value, dict):
+            raise NotAnObject(f"a JSON {_kind(value)}; {hint}")
+        return value
+
+    return parse
+
+
 def is_json(content_type: str | None) -> bool:
     if not content_type:
         return True
@@ -111,6 +142,25 @@ def error(status: int, message: str, errors: list[dict] | None = None) -> Respon
 UNSUPPORTED = "content-type: send application/json"
 
 
+def invalid_request(exc: RequestValidationError, content_type: str | None) -> Response:
+    """The answer to a request Powertools' validation refused: 415 for a form it parsed (never echoed),
+    400 for a body that is not JSON (naming our limit, if one was hit), else 422 naming the fields."""
+    if not is_json(content_type):  # a form was parsed: never echo it
+        return error(415, UNSUPPORTED)
+    errors = list(exc.errors())
+    bad_json = [e for e in errors if e.get("type") == "json_invalid"]
+    if bad_json:
+        why = str((bad_json[0].get("ctx") or {}).get("error") or "")
+        limit = why if why.startswith(LIMIT_WORDS) else None  # our limits are named; json's own words are not
+        return error(400, f"body: not valid JSON ({limit})" if limit else "body: not valid JSON")
+    slim = [{"field": field_of(e), "message": e.get("msg")} for e in errors]
+    return error(422, describe_errors(errors), slim)
+
+
+def not_an_object(exc: NotAnObject) -> Response:
+    return error(422, f"body: {exc}", [{"field": "body", "message": str(exc)}])
+
+
 def register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(_exc: RequestUnsupportedContentType) -> Response:
@@ -118,16 +168,11 @@ def register_error_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response:
-        if not is_json(app.current_event.headers.get("content-type")):  # a form was parsed: never echo it
-            return error(415, UNSUPPORTED)
-        errors = list(exc.errors())
-        bad_json = [e for e in errors if e.get("type") == "json_invalid"]
-        if bad_json:
-            why = str((bad_json[0].get("ctx") or {}).get("error") or "")
-            limit = why if why.startswith(LIMIT_WORDS) else None  # our limits are named; json's own words are not
-            return error(400, f"body: not valid JSON ({limit})" if limit else "body: not valid JSON")
-        slim = [{"field": field_of(e), "message": e.get("msg")} for e in errors]
-        return error(422, describe_errors(errors), slim)
+        return invalid_request(exc, app.current_event.headers.get("content-type"))
+
+    @app.exception_handler(NotAnObject)
+    def _not_an_object(exc: NotAnObject) -> Response:
+        return not_an_object(exc)
 
     @app.not_found
     def _not_found(_exc: Exception) -> Response:
