@@ -49,6 +49,29 @@ def test_a_bare_json_array_is_refused_whole_never_cut_to_its_first_event(stack):
     assert timers_of(stack) == {}
 
 
+def test_error_bodies_are_bounded_however_large_the_request(stack):
+    """Issue 14, defect 2: every unknown key was listed twice, so a 1.8 MB request got a 6 MB 422 (past
+    Lambda's 6 MB response limit on AWS: a 502, and the 5xx alarm). The first 10 problems and a count."""
+    unknown = {f"k{i:06d}": 0 for i in range(130_000)}
+    body = json.dumps({"events": [started("u-big")]} | unknown)
+    assert len(body) > 1_800_000
+    code, out = stack.post_events(body, raw=True)
+    assert code == 422
+    assert len(json.dumps(out)) < 4_000
+    assert [e["field"] for e in out["errors"]] == [f"k{i:06d}" for i in range(10)]
+    assert out["error_count"] == 130_000
+    assert out["message"].startswith("k000000: Extra inputs are not permitted; k000001:")
+    assert out["message"].endswith("; and 129990 more")
+
+    # the same inside each event: one rejected result per event, each reason bounded (202, not 6 MB)
+    many = {f"k{i:05d}": 0 for i in range(1_300)}
+    code, out = stack.post_events({"events": [started(f"u{i}") | many for i in range(100)]})
+    assert code == 202 and out["rejected"] == 100
+    assert len(json.dumps(out)) < 100 * 700
+    assert out["results"][0]["reason"].endswith("; and 1290 more")
+    assert timers_of(stack) == {}
+
+
 def test_bad_events_are_rejected_one_by_one_and_good_ones_stored(stack):
     now = stack.clock()
     future = datetime.fromtimestamp(now + 3600, UTC).isoformat()

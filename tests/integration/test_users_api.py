@@ -240,6 +240,15 @@ def test_a_json_array_is_refused_not_cut_to_its_first_item(stack):
     assert markers(stack) == []
 
 
+def test_its_error_bodies_are_bounded_too(stack):
+    """Issue 14, defect 2, on the users API: the first 10 problems and a count."""
+    body = json.dumps({"subscribed": False} | {f"k{i:04d}": 0 for i in range(5_000)})
+    answer = call(stack, "PUT", "/v1/users/u-ada/subscription", body=body, content_type=JSON)
+    assert answer.status == 422 and len(answer.body) < 4_000
+    assert (len(answer.json()["errors"]), answer.json()["error_count"]) == (10, 5_000)
+    assert answer.json()["message"].endswith("; and 4990 more")
+
+
 # --- (d) erasure -------------------------------------------------------------------------------
 
 

@@ -196,17 +196,36 @@ class IngestResponse(BaseModel):
 
 
 _TAGS = {"segment-list", "segment-map"}  # union branches pydantic names in a location (redflag.core.rules)
+MAX_LISTED_ERRORS = 10  # problems named in an error body or a rejected event's reason; the rest are counted
+MAX_FIELD_CHARS = 200  # a location nested 32 levels deep is still one short name
+MAX_PROBLEM_CHARS = 300  # one problem's message
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def field_of(error: Mapping[str, Any]) -> str:
     """``user.email`` for a pydantic error; parts are clipped so a location never echoes a payload."""
     parts = [str(p) if len(str(p)) <= 64 else "…" for p in error.get("loc", ()) if p != "body" and p not in _TAGS]
-    return ".".join(parts) or "body"
+    return _clip(".".join(parts), MAX_FIELD_CHARS) or "body"
+
+
+def problem_of(error: Mapping[str, Any]) -> str:
+    return _clip(str(error.get("msg", "invalid")), MAX_PROBLEM_CHARS)
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """Turn pydantic errors into one line that names each field: ``user.email: ...``."""
-    return "; ".join(f"{field_of(err)}: {err.get('msg', 'invalid')}" for err in errors)
+    """Turn pydantic errors into one line that names each field: ``user.email: ...``; the first
+    MAX_LISTED_ERRORS only, then ``and N more``, so the line is bounded however many problems a request
+    holds (a body with 100,000 unknown keys is answered in a few hundred bytes)."""
+    line = "; ".join(f"{field_of(err)}: {problem_of(err)}" for err in errors[:MAX_LISTED_ERRORS])
+    return line + (f"; and {len(errors) - MAX_LISTED_ERRORS} more" if len(errors) > MAX_LISTED_ERRORS else "")
+
+
+def field_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The first MAX_LISTED_ERRORS problems, as ``FieldError``s."""
+    return [{"field": field_of(e), "message": problem_of(e)} for e in errors[:MAX_LISTED_ERRORS]]
 
 
 class FieldError(BaseModel):
@@ -215,7 +234,9 @@ class FieldError(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every 4xx/5xx of the API: a message naming the field(s), and the list behind it."""
+    """Every 4xx/5xx of the API: a message naming the field(s), and the list behind it. Bounded: the
+    first 10 problems are named, and ``error_count`` says how many there were when there were more."""
 
     message: str
-    errors: list[FieldError] | None = None
+    errors: list[FieldError] | None = Field(default=None, description="the first 10 problems")
+    error_count: int | None = Field(default=None, description="how many problems in all, when more than 10")

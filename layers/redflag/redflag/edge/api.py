@@ -9,6 +9,8 @@
   other JSON that is not an object: ``object_json``) is a **422** naming the field. Problems with
   one event are never raised: they come back as that event's ``rejected`` result, next to its
   accepted neighbours.
+- Every error body is bounded: the first ``MAX_LISTED_ERRORS`` problems, ``error_count`` when there
+  were more, the message clipped (a 6 MB answer is a 502 on AWS: Lambda's response limit).
 - Anything unexpected is a **500** that says nothing was applied and the request can be retried;
   it is logged with its class only (a message can quote the body).
 """
@@ -27,7 +29,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from redflag.adapters.observability import logger
-from redflag.core.events import describe_errors, field_of
+from redflag.core.events import MAX_LISTED_ERRORS, describe_errors, field_errors
 
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_DIGITS = 40
@@ -134,8 +136,18 @@ def normalize_content_type(event: dict[str, Any]) -> bool:
     return ok
 
 
-def error(status: int, message: str, errors: list[dict] | None = None) -> Response:
-    body = {"message": message} | ({"errors": errors} if errors else {})
+MAX_MESSAGE_CHARS = 4000  # an error body stays a few KB, whatever the request (core.events bounds the lists)
+
+
+def error(status: int, message: str, errors: list[dict] | None = None, count: int | None = None) -> Response:
+    """An error body, bounded: the message clipped, the first MAX_LISTED_ERRORS problems listed and
+    ``error_count`` when there were more (``count``: how many there were, when ``errors`` is a slice)."""
+    count = max(count or 0, len(errors or ()))
+    body: dict[str, Any] = {"message": message if len(message) <= MAX_MESSAGE_CHARS else message[:3999] + "…"}
+    if errors:
+        body["errors"] = errors[:MAX_LISTED_ERRORS]
+    if count > MAX_LISTED_ERRORS:
+        body["error_count"] = count
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -153,8 +165,7 @@ def invalid_request(exc: RequestValidationError, content_type: str | None) -> Re
         why = str((bad_json[0].get("ctx") or {}).get("error") or "")
         limit = why if why.startswith(LIMIT_WORDS) else None  # our limits are named; json's own words are not
         return error(400, f"body: not valid JSON ({limit})" if limit else "body: not valid JSON")
-    slim = [{"field": field_of(e), "message": e.get("msg")} for e in errors]
-    return error(422, describe_errors(errors), slim)
+    return error(422, describe_errors(errors), field_errors(errors), len(errors))
 
 
 def not_an_object(exc: NotAnObject) -> Response:
