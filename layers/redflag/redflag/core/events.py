@@ -2,7 +2,8 @@
 
 Everything a user typed is checked here, at the door, with the parsers the senders use later:
 an address must be one SES can send to *and* one the MIME layer writes as exactly that address
-(``redflag.core.mime``); a name, segment or account id carries no control characters; ``properties``
+(``redflag.core.mime``); a segment or account id carries no control characters, and a display name is
+made inert instead of refused (a cosmetic field never costs a user their red flag); ``properties``
 is small and shallow; ``timezone`` is an IANA zone.
 """
 
@@ -19,6 +20,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SkipValidation,
@@ -27,12 +29,13 @@ from pydantic import (
     model_validator,
 )
 
-from redflag.core import mime
+from redflag.core import mime, text
 
 MAX_EVENTS = 100
 MAX_PROPERTIES_BYTES = 2048
 MAX_PROPERTIES_DEPTH = 4  # {"a": {"b": {"c": {"d": 1}}}} is 4 levels
 MAX_PROPERTIES_KEYS = 64  # keys at all levels together
+MAX_NAME_CHARS = 256
 
 
 def _printable(value: str) -> str:
@@ -41,6 +44,12 @@ def _printable(value: str) -> str:
     if bad:
         raise ValueError(f"contains control characters ({', '.join(bad[:3])})")
     return value
+
+
+def _inert_name(value: Any) -> Any:
+    """A string name made inert (``redflag.core.text.display_name``); anything else is left for the
+    type check to refuse."""
+    return text.display_name(value, MAX_NAME_CHARS) if isinstance(value, str) else value
 
 
 def _email(value: str) -> str:
@@ -76,7 +85,13 @@ class UserInfo(BaseModel):
     email: Annotated[str, StringConstraints(max_length=254), AfterValidator(_email)] | None = Field(
         default=None, description="Where the user's email goes; checked as SES and the MIME writer will read it"
     )
-    name: ShortText | None = None
+    name: Annotated[str | None, BeforeValidator(_inert_name)] = Field(
+        default=None,
+        description="Display name. Never a reason to reject the event: control, format and separator "
+        "characters are removed (a trailing CR/LF, a zero-width space, a bidi override), spaces collapsed, "
+        "and it is clipped to 256 characters; nothing left means the neutral greeting. It is then encoded "
+        "in headers and escaped in HTML and chat, like every value",
+    )
     segment: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_printable)] | None = None
     timezone: Annotated[str, StringConstraints(max_length=64), AfterValidator(iana_zone)] | None = None
     account_id: Id | None = None
