@@ -7,7 +7,9 @@
 - ``PUT /v1/users/{user_id}/subscription``: ``{"subscribed": false|true, "email": optional}``.
 - ``DELETE /v1/users/{user_id}``: erase what Red Flag holds for the user (``redflag.services.users``).
 
-A forged, altered, expired or malformed token is a **403** that never echoes the token. The HTML
+A forged, altered, expired or malformed token is a **403** that never echoes the token; so is anything
+else wrong with a request to ``/v1/unsubscribe`` (a repeated ``token``, a token that is not ASCII): that
+route answers an HTML page, always, never JSON. The HTML
 pages escape every value, forbid scripts, framing and referrers (the URL carries the token), and are
 never cached. Errors otherwise follow ``redflag.edge.api``: 400 bad JSON, 415 not JSON, 422 naming the
 field, 503 when storage is busy (nothing was written that matters: send again), 500 otherwise.
@@ -160,11 +162,15 @@ def _public() -> bool:
 
 @app.exception_handler(RequestUnsupportedContentType)
 def _unsupported(_exc: RequestUnsupportedContentType) -> Response:
+    if _public():  # the HTML route answers HTML, always
+        return _refused(InvalidToken("malformed"))
     return error(415, UNSUPPORTED)
 
 
 @app.exception_handler(RequestValidationError)
 def _invalid_request(exc: RequestValidationError) -> Response:
+    if _public():  # its only input is the query's token: a repeated `token` is a malformed link (403 page)
+        return _refused(InvalidToken("malformed"))
     return invalid_request(exc, app.current_event.headers.get("content-type"))  # a form: 415, never echoed
 
 

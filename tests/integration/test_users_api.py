@@ -199,6 +199,23 @@ def test_a_forged_expired_or_malformed_token_is_a_403_that_echoes_nothing(stack,
     assert markers(stack) == []
 
 
+def test_the_public_route_answers_an_html_4xx_for_any_bad_token(stack):
+    """Issue 14, defect 4: a token holding a lone surrogate was a 500, and a repeated ``token`` parameter
+    a JSON 422 (or 415 under a form's content type) on the HTML route."""
+    for method in ("GET", "POST"):
+        for token in ("\ud800.AAAA", "a.\ud800"):
+            answer = call(stack, method, "/v1/unsubscribe", {"token": token})
+            assert answer.status == 403 and answer.headers["content-type"].startswith("text/html"), answer.body
+            assert "not valid" in answer.body
+        for content_type in (None, FORM, JSON):
+            event = proxy(method, "/v1/unsubscribe", {"token": "b"}, "List-Unsubscribe=One-Click", content_type)
+            event["multiValueQueryStringParameters"] = {"token": ["a", "b"]}
+            answer = Answer(stack.invoke(stack.template.function_for("users_api"), event))
+            assert answer.status == 403 and answer.headers["content-type"].startswith("text/html"), answer.body
+            assert "not valid" in answer.body and answer.headers["cache-control"] == "no-store"
+    assert markers(stack) == []
+
+
 # --- (c) the product opts a user back in -----------------------------------------------------------
 
 
