@@ -29,9 +29,13 @@ def _doc(description: str, model: type) -> OpenAPIResponse:
     tags=["events"],
     responses={
         202: _doc("One result per event, in order; send the events marked `retry` again", IngestResponse),
-        400: _doc("The body is not JSON", ErrorBody),
+        400: _doc("The body is not JSON, or held bytes that are not UTF-8", ErrorBody),
         415: _doc("The content type is not JSON", ErrorBody),
-        422: _doc("The envelope is invalid; the message names the field", ErrorBody),
+        422: _doc(
+            "The envelope is invalid (no `events`, 0 or more than 100, not a JSON object); the message names the "
+            "field. An invalid event is not a 422: it is answered `rejected` in the 202",
+            ErrorBody,
+        ),
         500: _doc("Nothing was applied; the request can be sent again", ErrorBody),
         503: _doc("No event could be applied now (every one is `retry`); send the request again", IngestResponse),
     },

@@ -72,6 +72,29 @@ def test_error_bodies_are_bounded_however_large_the_request(stack):
     assert timers_of(stack) == {}
 
 
+def test_a_body_that_was_not_utf8_is_a_400_not_silently_changed(stack):
+    """Issue 14, defect 5: bytes that are not UTF-8 reach the function as U+FFFD (API Gateway replaces
+    them, as `redflag serve` does) and were stored as such. Written escaped, U+FFFD is a value like any."""
+    replaced = '{"type": "task_started", "task": "create_landing_page", "user_id": "u-\ufffd"}'
+    code, out = stack.post_events(replaced, raw=True)
+    assert (code, out["message"]) == (400, "body: not valid UTF-8 (bytes that are not UTF-8 arrive as U+FFFD)")
+    assert timers_of(stack) == {}
+    code, out = stack.post_events(replaced.replace("\ufffd", "\\ufffd"), raw=True)
+    assert code == 202 and out["results"][0]["status"] == "armed"
+
+
+def test_an_occurred_at_that_is_not_rfc_3339_rejects_its_event_not_the_request(stack):
+    """Issue 14, defect 5: epoch numbers (read as milliseconds), ``+0530`` and a space separator were
+    accepted; now each is its event's ``rejected``, next to an armed neighbour (a 202, not a 4xx)."""
+    odd = [1800000000000, "2027-01-15T08:00:00+0530", "2027-01-15 08:00:00+00:00"]
+    events = [started(f"u-at-{i}", occurred_at=at) for i, at in enumerate(odd)] + [started("u-at-ok")]
+    code, out = stack.post_events({"events": events})
+    assert code == 202
+    assert [r["status"] for r in out["results"]] == ["rejected"] * 3 + ["armed"]
+    assert all(r["reason"].startswith("occurred_at: Value error, must be an RFC 3339") for r in out["results"][:3])
+    assert set(timers_of(stack)) == {"u-at-ok"}
+
+
 def test_bad_events_are_rejected_one_by_one_and_good_ones_stored(stack):
     now = stack.clock()
     future = datetime.fromtimestamp(now + 3600, UTC).isoformat()

@@ -113,6 +113,12 @@ def test_bad_events_are_rejected_one_by_one(served):
     assert (out["accepted"], out["rejected"]) == (1, 1)
 
 
+def test_a_body_that_is_not_utf8_is_a_400(served):
+    """Issue 14, defect 5, over HTTP: the byte 0xFF was replaced (as API Gateway does) and stored."""
+    status, out, _ = served.post(b'{"type": "task_started", "task": "quick", "user_id": "u-\xff"}')
+    assert (status, out["message"]) == (400, "body: not valid UTF-8 (bytes that are not UTF-8 arrive as U+FFFD)")
+
+
 def read_answer(conn, limit):
     """Everything the server sends until it closes the connection (or ``limit`` seconds pass)."""
     conn.settimeout(limit)

@@ -10,8 +10,10 @@ is small and shallow; ``timezone`` is an IANA zone.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,6 +52,38 @@ def _inert_name(value: Any) -> Any:
     """A string name made inert (``redflag.core.text.display_name``); anything else is left for the
     type check to refuse."""
     return text.display_name(value, MAX_NAME_CHARS) if isinstance(value, str) else value
+
+
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+RFC3339_RULE = (
+    "must be an RFC 3339 date-time such as 2026-05-01T12:00:00Z or 2026-05-01T17:30:00.250+05:30 "
+    "(seconds and an offset required)"
+)
+
+
+def rfc3339(value: Any) -> Any:
+    """An RFC 3339 ``date-time`` (section 5.6) as an aware datetime, and nothing else: no epoch numbers,
+    no space for the ``T``, no offset without its colon, no missing seconds. As the RFC allows, ``T`` and
+    ``Z`` may be lower case and ``-00:00`` is UTC; a fraction has at most 9 digits (read to the
+    microsecond); a leap second (``:60``) is refused. An aware datetime object passes as it is."""
+    if isinstance(value, datetime):
+        return value
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(RFC3339_RULE)
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    try:
+        offset = timedelta(hours=int(off_h or 0), minutes=int(off_m or 0))
+        if int(off_m or 0) > 59:
+            raise ValueError
+        zone = timezone(-offset if sign == "-" else offset)
+        micros = int((fraction or "0").ljust(6, "0")[:6])
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, zone)
+    except ValueError:  # no such day, hour 24, second 60, offset of 24 h or more
+        raise ValueError(f"{RFC3339_RULE}; this one names no such time") from None
 
 
 def _email(value: str) -> str:
@@ -118,7 +152,8 @@ def _shape(value: Any, depth: int = 1) -> tuple[int, int]:
 
 
 class TaskEvent(BaseModel):
-    """One product event. Unknown fields are an error, so a typo never silently drops data."""
+    """One product event. Unknown fields are an error, so a typo never silently drops data. An event that
+    breaks this schema is answered per event (`rejected`, the reason naming the field), not as a 4xx."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -131,10 +166,13 @@ class TaskEvent(BaseModel):
         description="Your id for this event. A retry with the same event_id (same user, task and instance) "
         "is answered `duplicate` and applied once",
     )
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(rfc3339)] | None = Field(
         default=None,
-        description="RFC 3339 with offset; default: time received. More than 5 minutes ahead, or older than "
-        "7 days, is rejected",
+        description="An RFC 3339 date-time (section 5.6) and nothing else: `2026-05-01T12:00:00Z`, "
+        "`2026-05-01T17:30:00.250+05:30`; seconds and an offset (`Z` or `+hh:mm`) required, `T` and `Z` in "
+        "either case as the RFC allows, a fraction of 1-9 digits. Epoch numbers, a space for the `T`, "
+        "`+0530` and leap seconds are rejected. Default: the time received. More than 5 minutes ahead, or "
+        "older than 7 days, is rejected",
     )
     user: UserInfo = UserInfo()
     properties: dict[str, Any] = Field(
@@ -163,15 +201,23 @@ class TaskEvent(BaseModel):
 
 
 class EventBatch(BaseModel):
-    """Request body: ``{"events": [...]}`` with 1-100 events, or one bare event object.
-
-    Events are validated one by one (see ``redflag.services.ingest``) so one bad event never drops
-    its good neighbours; here only the envelope is checked.
-    """
+    """Request body: ``{"events": [...]}`` with 1-100 events, or one bare event object; any other JSON
+    (an array, a string) is a 422. Only this envelope can make the request a 4xx: each event is checked
+    on its own, and one that breaks the TaskEvent schema is answered in the 202 as that event's
+    `rejected` result, with the reason naming the field, next to its applied neighbours."""
 
     model_config = ConfigDict(extra="forbid")
 
-    events: Annotated[list[SkipValidation[TaskEvent]], Field(min_length=1, max_length=MAX_EVENTS)]
+    events: Annotated[
+        list[SkipValidation[TaskEvent]],
+        Field(
+            min_length=1,
+            max_length=MAX_EVENTS,
+            description="1-100 events, each validated on its own (redflag.services.ingest): a schema-invalid "
+            "event (a missing, unknown or bad field) is answered per event, `rejected` with its reason, "
+            "never as a 4xx of the request",
+        ),
+    ]
 
     @model_validator(mode="before")
     @classmethod

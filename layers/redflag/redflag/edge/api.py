@@ -4,7 +4,8 @@
   (media types are), with any parameters; no content type is read as JSON. Anything else is a
   **415** before its body is looked at, so nothing of it is echoed.
 - Body: parsed by ``safe_json``: nesting deeper than ``MAX_JSON_DEPTH`` or a number longer than
-  ``MAX_NUMBER_DIGITS`` digits is "not valid JSON" (**400**), not a crash.
+  ``MAX_NUMBER_DIGITS`` digits is "not valid JSON" (**400**), not a crash; a body that held bytes
+  that are not UTF-8 (U+FFFD where API Gateway replaced them) is "not valid UTF-8" (**400**).
 - A JSON body that breaks the envelope (no ``events``, 0 or more than 100 events; an array or any
   other JSON that is not an object: ``object_json``) is a **422** naming the field. Problems with
   one event are never raised: they come back as that event's ``rejected`` result, next to its
@@ -63,9 +64,17 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+NOT_UTF8 = "bytes that are not UTF-8 arrive as U+FFFD"
+
+
 def safe_json(text: str) -> Any:
     """``json.loads`` that refuses, as a JSONDecodeError (-> 400), what would crash or stall the
-    handler: nesting deeper than MAX_JSON_DEPTH, huge integers, NaN/Infinity."""
+    handler: nesting deeper than MAX_JSON_DEPTH, huge integers, NaN/Infinity; and a body that held
+    bytes that are not UTF-8. API Gateway (REST, a text body) hands those over replaced by U+FFFD, so
+    a raw U+FFFD in the text is refused rather than stored as if sent (a client that means the
+    character writes it escaped, ``\\ufffd``, which reads back as a value like any other)."""
+    if "\ufffd" in text:
+        raise json.JSONDecodeError(NOT_UTF8, "", text.index("\ufffd"))
     try:
         value = json.loads(text, parse_int=_bounded_int, parse_float=_finite, parse_constant=_no_constants)
     except json.JSONDecodeError:
@@ -163,6 +172,8 @@ def invalid_request(exc: RequestValidationError, content_type: str | None) -> Re
     bad_json = [e for e in errors if e.get("type") == "json_invalid"]
     if bad_json:
         why = str((bad_json[0].get("ctx") or {}).get("error") or "")
+        if why == NOT_UTF8:
+            return error(400, f"body: not valid UTF-8 ({NOT_UTF8})")
         limit = why if why.startswith(LIMIT_WORDS) else None  # our limits are named; json's own words are not
         return error(400, f"body: not valid JSON ({limit})" if limit else "body: not valid JSON")
     return error(422, describe_errors(errors), field_errors(errors), len(errors))
