@@ -6,11 +6,14 @@ import socket
 import time
 from email import message_from_bytes, policy
 
+import pytest
 from typer.testing import CliRunner
 
 from redflag_local.cli import app
+from redflag_local.ops.report import from_server
+from redflag_local.ops.rules_sync import LocalServerRuleStore
 from redflag_local.standin.serve import READ_TIMEOUT_SECONDS, LocalServer
-from tests.integration.conftest import started
+from tests.integration.conftest import running_serve, started
 
 
 def wait_for_files(folder, pattern, predicate, timeout=30.0):
@@ -159,6 +162,47 @@ def test_an_api_key_is_required_when_given(tmp_path):
     assert (answer.status, json.loads(answer.body)) == (403, {"message": "Forbidden"})
     answer = server.handle("POST", "/v1/events", [("X-Api-Key", "wrong")], b"{}", "127.0.0.1")
     assert answer.status == 403
+
+
+LOCAL_KEY = "k-local-123"
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """A second `redflag serve`, given an API key (its clock barely ticks: only /local is asked here)."""
+    with running_serve(tmp_path_factory.mktemp("keyed"), "--tick", "60", api_key=LOCAL_KEY) as server:
+        yield server
+
+
+def test_local_routes_need_the_api_key_and_a_host_naming_this_server(keyed):
+    """Issue 14: /local/* answered anyone, under any Host, even with --api-key (a page whose name was
+    rebound to 127.0.0.1 could read the report and change rules from a browser)."""
+    key = {"x-api-key": LOCAL_KEY}
+    rule = json.dumps({"label": "changed", "threshold_seconds": 99})
+    routes = [("/local/rules", "GET", None), ("/local/report", "GET", None), ("/local/rules/quick", "PUT", rule)]
+    routes += [("/local/rules/quick", "DELETE", None)]
+    for headers in ({}, {"x-api-key": "wrong"}, {"X-Api-Key": LOCAL_KEY[:-1]}):
+        for path, method, body in routes:
+            status, out, _ = keyed.post(body, path=path, method=method, headers=headers)
+            assert (status, out) == (403, {"message": "Forbidden"}), (path, method, headers)
+    port = int(keyed.url.rsplit(":", 1)[1])
+    for host in ("evil.example", "localhost.evil.example", "127.0.0.1.nip.io", "localhost", f"127.0.0.1:{port + 1}"):
+        for path, method, body in routes:
+            named = host if ":" in host or host == "localhost" else f"{host}:{port}"
+            status, out, _ = keyed.post(body, path=path, method=method, headers=key | {"Host": named})
+            assert status == 403 and out["message"].startswith("Host:"), (named, path, method)
+
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}"):
+        status, out, _ = keyed.post(None, path="/local/rules", method="GET", headers=key | {"Host": host})
+        assert status == 200 and json.loads(out["rules"]["quick"])["threshold_seconds"] == 1  # nothing changed
+    status, out, _ = keyed.post(None, path="/local/report", method="GET", headers=key)
+    assert status == 200 and "tasks" in out
+    # the clients of /local send REDFLAG_API_KEY (here given)
+    assert "quick" in LocalServerRuleStore(keyed.url, api_key=LOCAL_KEY).read()
+    assert from_server(keyed.url, api_key=LOCAL_KEY) is not None
+    log = keyed.output()
+    assert "GET /local/rules -> 403 (API key)" in log and "PUT /local/rules/quick -> 403 (Host)" in log
+    assert LOCAL_KEY not in log
 
 
 def test_serve_refuses_to_start_on_bad_rules_or_a_busy_port(tmp_path):
