@@ -4,6 +4,7 @@ time as an .eml and a .json file in the outbox."""
 import json
 import socket
 import time
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
@@ -203,6 +204,50 @@ def test_local_routes_need_the_api_key_and_a_host_naming_this_server(keyed):
     log = keyed.output()
     assert "GET /local/rules -> 403 (API key)" in log and "PUT /local/rules/quick -> 403 (Host)" in log
     assert LOCAL_KEY not in log
+
+
+def test_a_tick_flags_and_expires_without_scanning_the_table(tmp_path, monkeypatch):
+    """Issue 14: each tick scanned the whole table for TTL (10-15 s at 3,000 open timers, alerts 10 s
+    late). Now the sweeper reads its due index, as deployed, and TTL what the stream says expires when."""
+    import io
+
+    import moto.dynamodb.models as ddb_models
+    from rich.console import Console
+
+    from redflag.kinds import Rule
+
+    scans = []
+    real_scan = ddb_models.DynamoDBBackend.scan
+    monkeypatch.setattr(
+        ddb_models.DynamoDBBackend, "scan", lambda self, *a, **k: scans.append(1) or real_scan(self, *a, **k)
+    )
+    rules = {t: Rule.model_validate({"label": t, "threshold_seconds": s}) for t, s in (("quick", 1), ("slow", 3600))}
+    server = LocalServer(rules, tmp_path / "outbox", tick_seconds=60, console=Console(file=io.StringIO()))
+    server.start()
+    try:
+        stack = server.stack
+        begun = datetime.fromtimestamp(stack.clock() - 5, UTC).isoformat()
+        events = [started(f"u-tick-{i}", task="slow") for i in range(40)]
+        events += [started("u-tick-quick", "q@example.com", task="quick", occurred_at=begun)]
+        assert stack.post_events({"events": events})[0] == 202
+
+        def tick():
+            scans.clear()
+            began = time.process_time()
+            written = server.tick()
+            print(f"tick {time.process_time() - began:.2f} s")
+            assert scans == []  # not one Scan call, from the stand-in or a function
+            return written
+
+        assert [p.name.split("-")[2] for p in tick()] == ["email", "cs"]  # the quick one, due: flagged
+        stack.clock.advance(31 * 86400)  # past the slow ones' due time, and the flagged one's 30 days
+        tick()
+        timers = {i["user_id"]: i["state"] for i in stack.items() if i.get("kind") == "task"}
+        assert timers == {f"u-tick-{i}": "flagged" for i in range(40)}  # swept; the old flagged one expired
+        assert len(list((tmp_path / "outbox").glob("*-cs-*.json"))) == 41
+        assert tick() == []
+    finally:
+        server.stop()
 
 
 def test_serve_refuses_to_start_on_bad_rules_or_a_busy_port(tmp_path):
