@@ -227,15 +227,13 @@ def test_a_tick_flags_and_expires_without_scanning_the_table(tmp_path, monkeypat
     try:
         stack = server.stack
         begun = datetime.fromtimestamp(stack.clock() - 5, UTC).isoformat()
-        events = [started(f"u-tick-{i}", task="slow") for i in range(40)]
+        events = [started(f"u-tick-{i}", task="slow") for i in range(10)]
         events += [started("u-tick-quick", "q@example.com", task="quick", occurred_at=begun)]
         assert stack.post_events({"events": events})[0] == 202
 
         def tick():
             scans.clear()
-            began = time.process_time()
             written = server.tick()
-            print(f"tick {time.process_time() - began:.2f} s")
             assert scans == []  # not one Scan call, from the stand-in or a function
             return written
 
@@ -243,8 +241,8 @@ def test_a_tick_flags_and_expires_without_scanning_the_table(tmp_path, monkeypat
         stack.clock.advance(31 * 86400)  # past the slow ones' due time, and the flagged one's 30 days
         tick()
         timers = {i["user_id"]: i["state"] for i in stack.items() if i.get("kind") == "task"}
-        assert timers == {f"u-tick-{i}": "flagged" for i in range(40)}  # swept; the old flagged one expired
-        assert len(list((tmp_path / "outbox").glob("*-cs-*.json"))) == 41
+        assert timers == {f"u-tick-{i}": "flagged" for i in range(10)}  # swept; the old flagged one expired
+        assert len(list((tmp_path / "outbox").glob("*-cs-*.json"))) == 11
         assert tick() == []
     finally:
         server.stop()
