@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from redflag.core.events import EventType
+from redflag.core.events import MAX_EVENTS, EventType
 from redflag_local.ops.events_send import RETRY_DELAYS
 from redflag_local.ops.rules_cli import app as rules_app
 from redflag_local.ops.rules_cli import preview as rules_preview
@@ -92,6 +92,11 @@ def serve(
         raise typer.Exit(1) from exc
 
 
+class Dialect(StrEnum):
+    redflag = "redflag"
+    segment = "segment"
+
+
 @app.command()
 def events(
     url: Annotated[str, typer.Option(help="http://127.0.0.1:3000/v1/events, or the stack's EventsApiUrl")],
@@ -113,34 +118,63 @@ def events(
     retries: Annotated[
         int, typer.Option(min=0, max=10, help="Resends of events answered retry (backoff 0.5 s, 1 s, 2 s, ...)")
     ] = len(RETRY_DELAYS),
+    dialect: Annotated[
+        Dialect,
+        typer.Option(help="redflag: POST /v1/events; segment: Segment Spec messages to POST /v1/batch (write key)"),
+    ] = Dialect.redflag,
+    write_key: Annotated[
+        str | None, typer.Option(envvar="REDFLAG_WRITE_KEY", help="segment: the write key (Basic auth username)")
+    ] = None,
+    track: Annotated[str | None, typer.Option("--event", help="segment: one track call from flags, its name")] = None,
 ) -> None:
     """Send events (a file, or one built from flags) and print each event's result; exit 1 if any failed.
 
-    Events without an event_id get one (unless --no-event-ids), so what is answered retry is resent safely."""
+    Events without an event_id get one (unless --no-event-ids), so what is answered retry is resent safely.
+    With --dialect segment the file holds Segment Spec messages (track, identify, ...) and messageId is the id."""
     from rich.console import Console
 
     from redflag_local.ops import events_send as es
 
-    flags = [type_, task, user_id, email, name, instance_id, event_id]
+    spoken = es.DIALECTS[dialect.value]
     try:
-        target = es.events_url(url)
-        if file is not None:
-            if any(v is not None for v in flags):
-                raise es.EventsInputError("give a FILE or --type/--task/--user-id, not both")
-            batch = es.load_events(file)
-        elif type_ is None or task is None or user_id is None:
-            raise es.EventsInputError("give a FILE, or --type, --task and --user-id for one event")
+        target = es.events_url(url, spoken)
+        if spoken.spec:
+            flags = [track, user_id, email, name, event_id]
+            if any(v is not None for v in (type_, task, instance_id)):
+                raise es.EventsInputError("--dialect segment: give --event (a track call's name), not --type/--task")
+            if file is not None:
+                if any(v is not None for v in flags):
+                    raise es.EventsInputError("give a FILE or --event/--user-id, not both")
+                batch = es.load_events(file, spoken)
+            elif track is None or user_id is None:
+                raise es.EventsInputError("give a FILE, or --event and --user-id for one track call")
+            else:
+                batch = [es.build_track(track, user_id, email, name, event_id)]
         else:
-            batch = [es.build_event(type_.value, task, user_id, email, name, instance_id, event_id)]
+            flags = [type_, task, user_id, email, name, instance_id, event_id]
+            if track is not None:
+                raise es.EventsInputError("--event is a track call's name: with --dialect segment")
+            if file is not None:
+                if any(v is not None for v in flags):
+                    raise es.EventsInputError("give a FILE or --type/--task/--user-id, not both")
+                batch = es.load_events(file)
+            elif type_ is None or task is None or user_id is None:
+                raise es.EventsInputError("give a FILE, or --type, --task and --user-id for one event")
+            else:
+                batch = [es.build_event(type_.value, task, user_id, email, name, instance_id, event_id)]
     except es.EventsInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if event_ids:
-        batch = es.with_event_ids(batch)
+        batch = es.with_event_ids(batch, spoken.id_field)
     console = Console()
     delays = tuple(RETRY_DELAYS[0] * 2**k for k in range(retries))
-    outcomes = es.send(target, batch, api_key, timeout, delays=delays, on_retry=es.print_retry(console))
-    if not es.report(outcomes, len(batch), console):
+    key = write_key if spoken.spec else api_key
+    size = es.SEGMENT_MAX_MESSAGES if spoken.spec else MAX_EVENTS
+    outcomes = es.send(
+        target, batch, key, timeout, size, delays=delays, on_retry=es.print_retry(console), dialect=spoken
+    )
+    if not es.report(outcomes, len(batch), console, spoken):
         raise typer.Exit(1)
 
 

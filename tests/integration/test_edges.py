@@ -98,6 +98,36 @@ def test_a_display_name_is_text_not_header_syntax(stack, name):
     assert not [h for h in headers if h.lower().startswith((b"bcc", b"cc:"))]
 
 
+NAMES = [  # (as typed, as kept)
+    ("Ada\r\n", "Ada"),  # what a web form may leave at the end
+    ("A\u200bda", "Ada"),  # a zero-width space
+    ("Ada\u202e Lovelace\x00", "Ada Lovelace"),  # a bidi override, a NUL
+    ("\u200b\r\n", None),  # nothing left: the neutral greeting
+    ("Ada " + "x" * 300, "Ada " + "x" * 252),  # too long: clipped to 256, not refused
+]
+
+
+def test_a_display_name_with_control_characters_never_costs_the_red_flag(stack):
+    """Issue 14, defect 3: such a name rejected the whole event, so the user was never flagged. The event
+    is kept and the name made inert (control and format characters removed, clipped)."""
+    events = [started(f"u-named-{i}", f"named-{i}@example.com", name) for i, (name, _) in enumerate(NAMES)]
+    code, out = stack.post_events({"events": events})
+    assert code == 202 and [r["status"] for r in out["results"]] == ["armed"] * len(NAMES), out
+    kept = {user: timer["user"].get("name") for user, timer in timers_of(stack).items()}
+    assert kept == {f"u-named-{i}": shown for i, (_, shown) in enumerate(NAMES)}
+    stack.tick(901)
+    emails = {str(e["message"]["To"].addresses[0].addr_spec): e for e in stack.emails()}
+    assert len(emails) == len(NAMES) and len(stack.cs_alerts()) == len(NAMES)
+    for i, (_, shown) in enumerate(NAMES):
+        sent = emails[f"named-{i}@example.com"]
+        (to,) = sent["message"]["To"].addresses
+        if shown is None or len(shown) < 80:
+            assert to.display_name == (shown or "")
+        else:  # the email clips the To name to 80 characters (its own limit)
+            assert to.display_name.startswith("Ada xxx") and to.display_name.endswith("…")
+        assert (f"Hi {shown.split()[0]}," if shown else "Hi there,") in sent["text"]
+
+
 # --- 4. chat mentions are escaped in every CS field ---------------------------------------------------
 
 

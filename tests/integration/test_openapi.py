@@ -18,6 +18,10 @@ def test_openapi_documents_the_contract():
     events = doc["components"]["schemas"]["EventBatch"]["properties"]["events"]
     assert (events["minItems"], events["maxItems"]) == (1, 100)
     assert events["items"]["required"] == ["type", "task", "user_id"]
+    # issue 14, defect 5: what the parser takes, and that an invalid event is answered per event
+    assert "`rejected`" in events["description"] and "never as a 4xx" in events["description"]
+    occurred_at = events["items"]["properties"]["occurred_at"]["description"]
+    assert "RFC 3339" in occurred_at and "Epoch numbers" in occurred_at and "`+0530`" in occurred_at
 
 
 def test_openapi_documents_the_tracking_api_and_how_each_route_is_authenticated():

@@ -323,8 +323,13 @@ def from_aws(profile: str | None, region: str | None, stack_name: str, now: floa
     return build(DynamoStats(outputs["StatsTableName"], client=session.client("dynamodb")), rules, now)
 
 
-def from_server(endpoint: str, timeout: float = 10) -> Report:
+def from_server(endpoint: str, timeout: float = 10, api_key: str | None = None) -> Report:
+    """The report of a running `redflag serve` (its ``/local/report``); ``api_key`` (default
+    ``REDFLAG_API_KEY``) is sent as x-api-key, which a serve started with ``--api-key`` requires."""
+    import os
     import urllib.request
 
-    with urllib.request.urlopen(f"{endpoint.rstrip('/')}/local/report", timeout=timeout) as response:
+    key = api_key if api_key is not None else os.environ.get("REDFLAG_API_KEY")
+    request = urllib.request.Request(f"{endpoint.rstrip('/')}/local/report", headers={"x-api-key": key} if key else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return from_json(response.read().decode())

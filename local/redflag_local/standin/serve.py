@@ -21,7 +21,7 @@ must arrive within ``READ_TIMEOUT_SECONDS``: a body shorter than its Content-Len
 slowly) is answered 408 and its connection closed, so it cannot hold a worker thread forever; an idle
 keep-alive connection is closed after the same time.
 
-Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``redflag rules``::
+Local-only routes (not part of the deployed API), a tiny SSM for ``redflag rules``::
 
     GET    /local/rules          {"rules_path": "/redflag/rules", "rules": {"<task>": "<rule JSON>"}}
     GET    /local/report         what `redflag report` shows (redflag_local.ops.report.Report, as JSON)
@@ -29,12 +29,18 @@ Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``r
     DELETE /local/rules/<task>
 
 A rule written here takes effect on the next event (the ingest handler's rule cache is cleared);
-on AWS it takes up to the functions' rule cache, ``RULES_CACHE_SECONDS`` (60 s).
+on AWS it takes up to the functions' rule cache, ``RULES_CACHE_SECONDS`` (60 s). Every ``/local/*``
+request needs ``x-api-key`` when serve was given one (``redflag rules`` and ``redflag report`` send
+``REDFLAG_API_KEY``), and a Host header naming this server: ``localhost``, the host it was started
+on, or an IP address, with its port. Any other name is a 403, so a web page whose own name was
+rebound to 127.0.0.1 (DNS rebinding) cannot read the report or change a rule from a browser.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
+import ipaddress
 import json
 import re
 import signal
@@ -71,7 +77,10 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 READ_TIMEOUT_SECONDS = 5.0  # for the request line and headers, each read; for the whole body, in all
 LOCAL_RULES = "/local/rules"
 LOCAL_REPORT = "/local/report"
+LOCAL_PREFIX = "/local/"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?")
+LOCAL_HOST_MESSAGE = "Host: name this server (localhost, its address, or the host serve was started on) and its port"
 _task_name = TypeAdapter(TaskName)
 _FIELD = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 
@@ -133,6 +142,25 @@ def answer_from_proxy(out: dict[str, Any]) -> HttpAnswer:
     body = out.get("body") or ""
     raw = base64.b64decode(body) if out.get("isBase64Encoded") else body.encode()
     return HttpAnswer(int(out["statusCode"]), headers, raw)
+
+
+def host_allowed(value: str | None, served_host: str | None, served_port: int | None) -> bool:
+    """Whether a Host header names this server: ``localhost``, the host serve was started on, or an IP
+    address (a DNS-rebinding page sends its own name, never a bare address), with the served port
+    (80 when the header gives none). Without a known port (a LocalServer not run by ``run``), any port."""
+    match = _HOST.fullmatch(value or "")
+    if match is None:
+        return False
+    name, port = match[1].lower().strip("[]"), int(match[2]) if match[2] else 80
+    if served_port is not None and port != served_port:
+        return False
+    if name in ("localhost", (served_host or "").lower().strip("[]")):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def alert_ids(header: str | None) -> dict[str, str]:
@@ -279,6 +307,7 @@ class LocalServer:
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self.served_on: tuple[str, int] | None = None  # (host, port) once ``run`` has bound them
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -360,6 +389,9 @@ class LocalServer:
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None, client_ip: str
     ) -> HttpAnswer:
         path = urlsplit(target).path
+        if path.startswith(LOCAL_PREFIX) and (refused := self._local_refusal(headers)) is not None:
+            self.console.print(f"{method} {escape(path)} -> 403 ({refused})")
+            return json_answer(403, {"message": "Forbidden" if refused == "API key" else LOCAL_HOST_MESSAGE})
         if path == LOCAL_REPORT and method == "GET":
             from redflag_local.ops.report import from_stack
 
@@ -391,6 +423,18 @@ class LocalServer:
         answer = answer_from_proxy(out)
         self.console.print(f"{method} {escape(path)} -> {answer.status} {escape(_summary(answer))}")
         return answer
+
+    def _local_refusal(self, headers: list[tuple[str, str]]) -> str | None:
+        """Why a ``/local/*`` request is refused ("Host", "API key"), or None: the Host header must name
+        this server (DNS rebinding), and the API key, when serve has one, must be given."""
+        host, port = self.served_on or (None, None)
+        if not host_allowed(next((v for k, v in headers if k.lower() == "host"), None), host, port):
+            return "Host"
+        if self.api_key is not None:
+            given = next((v for k, v in headers if k.lower() == "x-api-key"), "")
+            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                return "API key"
+        return None
 
     def _rules_route(self, method: str, task: str, body: bytes | None) -> HttpAnswer:
         import boto3
@@ -581,9 +625,10 @@ def run(
         httpd = _Server((host, port), app)  # bind first: a busy port fails before moto starts
     except OSError as exc:
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    bound_host, bound_port = httpd.server_address[:2]
+    app.served_on = (host, int(bound_port))  # the host as given (a name such as localhost stays a name)
     app.start()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    bound_host, bound_port = httpd.server_address[:2]
     console.print(f"[bold]Red Flag local API[/]: POST http://{bound_host}:{bound_port}/v1/events")
     keys = " or ".join(escape(k) for k in app.write_keys)
     console.print(
@@ -608,7 +653,7 @@ def run(
             " (--parameter QuietHours=off to send at once)"
         )
     if api_key is None:
-        console.print("  no API key required (--api-key KEY to require x-api-key like the deployed API)")
+        console.print("  no API key required (--api-key KEY to require x-api-key like the deployed API, /local too)")
     if host not in LOOPBACK:
         console.print(f"[yellow]warning:[/] listening on {escape(host)}, not loopback; there is no authentication")
     console.print("  Ctrl-C to stop", highlight=False)

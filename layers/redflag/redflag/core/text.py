@@ -17,6 +17,22 @@ def one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def display_name(text: str, limit: int = 256) -> str | None:
+    """A name as a person typed it, made inert, never refused: line and paragraph breaks and other
+    control characters become spaces (a trailing CR/LF a web form left), format characters go (a
+    zero-width space, a bidi override), as do lone surrogates; runs of spaces collapse, the ends are
+    trimmed, and it is clipped to ``limit`` characters. None when nothing is left (the neutral greeting)."""
+    kept = []
+    for c in text:
+        category = unicodedata.category(c)
+        if category in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif category not in ("Cf", "Cs"):
+            kept.append(c)
+    name = " ".join("".join(kept).split())[:limit].rstrip()
+    return name or None
+
+
 def _strings(value: Any, fn: Callable[[str], str]) -> Any:
     """``fn`` applied to every string of a JSON value, keys too."""
     if isinstance(value, str):
