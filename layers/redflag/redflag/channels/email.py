@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from redflag import kinds
 from redflag.channels.base import Alert, Context, RedFlag, UnsubscribeLinks
 from redflag.core.templates import render
-from redflag.core.text import humanize, one_line
+from redflag.core.text import humanize, one_line, plausible_name
 from redflag.core.timers import Timer
 from redflag.kinds.base import elapsed_of, reason_of, threshold_of, usual_of
 
@@ -35,10 +35,9 @@ class EmailAlert(Alert):
 
 
 def _first_name(name: str | None) -> str | None:
-    if not name:
-        return None
-    first = one_line(name, 80).split(" ")[0]
-    return first or None
+    """The first word of a plausible name (``text.plausible_name``); None: greet neutrally."""
+    plausible = plausible_name(name)
+    return plausible.split(" ")[0] if plausible else None
 
 
 def email_values(timer: Timer, now: float, unsubscribe_url: str | None = None) -> dict[str, str]:
@@ -98,7 +97,7 @@ def compose_email(timer: Timer, now: float | None = None, links: UnsubscribeLink
     return EmailAlert(
         alert_id=timer.alert_id("user"),
         to_address=timer.user.email,
-        to_name=one_line(timer.user.name, 80) if timer.user.name else None,
+        to_name=one_line(name, 80) if (name := plausible_name(timer.user.name)) else None,
         subject=subject,
         text=text,
         html=page,
