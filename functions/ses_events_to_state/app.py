@@ -29,6 +29,7 @@ KIND_METRICS = {
     "ses_suppressed": "SesOnSuppressionList",
     "complaint": "SesComplaint",
     "complaint_not_spam": "SesComplaintNotSpam",
+    "send": "SesSend",
     "delivery": "SesDelivery",
     "delivery_delay": "SesDeliveryDelay",
     "reject": "SesReject",
