@@ -116,6 +116,7 @@ def test_did_it_help_is_the_librarys_interval_and_p_value_with_the_not_enough_da
     )
     assert week4["emailed"]["users"] == 0  # nobody is 35 days past the flag yet
     assert "active 28 days after the flag: no flagged user is 35 days past the flag yet" in page.lines
+    assert not any(line.startswith("active 28 days after the flag: emailed") for line in page.lines)
 
 
 def test_the_report_keeps_its_shape_and_reads_at_80_columns(story, tmp_path):

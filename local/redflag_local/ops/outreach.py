@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from redflag import kinds
 from redflag.adapters.stats_table import EMAIL_MEASURES, RETENTION_DAYS, RETENTION_WEEK
 from redflag.core.weeks import day_of
 from redflag.kinds import Rule
@@ -53,7 +54,7 @@ class RuleOutcome(BaseModel):
     task: str
     label: str
     arms: list[ArmRow]
-    response_rate: float | None  # clicked / delivered (emailed arm)
+    response_rate: float | None  # clicked / delivered (emailed arm); None: none delivered, or no help link
     comparisons: list[dict[str, Any]]  # uplift.Comparison.as_dict(): completion, then retention at 7 and 28 days
     lines: list[str]  # what the report prints under the table for this rule
 
@@ -77,9 +78,12 @@ def build(
                    **dict.fromkeys(EMAIL_MEASURES, 0)),
         ]  # fmt: skip
         delivered, clicked = emailed.get("delivered", 0), emailed.get("clicked", 0)
-        rate = round(clicked / delivered, 3) if delivered else None
-        comparisons, lines = _helped(task, source, today, arms)
-        if delivered:
+        rate = round(clicked / delivered, 3) if delivered and rules[task].help_url else None
+        runs = kinds.get(rules[task].kind).counts_runs  # an inactivity rule has no run to complete
+        comparisons, lines = _helped(task, source, today, arms, runs)
+        if rules[task].help_url is None:
+            lines.insert(0, "response: not measured (the rule has no help_url: the help link is the one tracked)")
+        elif delivered:
             lines.insert(0, f"response: {clicked} of {delivered} delivered emails had their help link followed "
                             f"({100 * clicked / delivered:.0f}%)")  # fmt: skip
         out.append(RuleOutcome(task=task, label=rules[task].label, arms=arms, response_rate=rate,
@@ -88,28 +92,36 @@ def build(
 
 
 def _helped(
-    task: str, source: OutreachSource, today: str, arms: list[ArmRow]
+    task: str, source: OutreachSource, today: str, arms: list[ArmRow], runs: bool
 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Completion after the flag (for a kind whose runs complete), then retention at 7 and 28 days."""
     emailed, held = arms
+    comparisons: list[dict[str, Any]] = []
+    lines: list[str] = []
     try:
-        done = uplift.completion_after_flag(
-            uplift.Arm(emailed.flagged, emailed.completed_after_flag),
-            uplift.Arm(held.flagged, held.completed_after_flag),
-        )
-        retained = retention_arms(source.retention(task), today)
-        kept = uplift.retention(*retained)
+        if runs:
+            done = uplift.completion_after_flag(
+                uplift.Arm(emailed.flagged, emailed.completed_after_flag),
+                uplift.Arm(held.flagged, held.completed_after_flag),
+            )
+            comparisons, lines = [done.as_dict()], done.lines()
+        kept = uplift.retention(*retention_arms(source.retention(task), today))
     except RuntimeError as exc:  # statsmodels, the optional extra, is missing
         return [], [str(exc)]
-    comparisons, lines = [done.as_dict()], done.lines()
+    waiting = []
     for days in RETENTION_DAYS:
-        if days not in kept:
-            continue
         c = kept[days]
         comparisons.append(c.as_dict())
         if c.emailed.users + c.held_out.users == 0:
-            lines.append(f"{c.measure}: no flagged user is {days + RETENTION_WEEK} days past the flag yet")
+            waiting.append(days)
         else:
             lines += c.lines()
+    if waiting:  # one line for the horizons no flagged user has reached yet
+        horizons = " and ".join(map(str, waiting))
+        lines.append(
+            f"active {horizons} days after the flag: no flagged user is {min(waiting) + RETENTION_WEEK} days "
+            "past the flag yet"
+        )
     return comparisons, lines
 
 
