@@ -187,7 +187,10 @@ class ReportFormat(StrEnum):
 @app.command()
 def report(
     fmt: Annotated[ReportFormat, typer.Option("--format", help="table, json or md")] = ReportFormat.table,
-    plot: Annotated[Path | None, typer.Option(dir_okay=False, help="Also draw the duration histograms (PNG)")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(dir_okay=False, help="Also draw the duration histograms and the did-it-help intervals (PNG)"),
+    ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Report on `redflag demo`'s two weeks (run quietly)")] = False,
     endpoint: Annotated[str, typer.Option(help="A running `redflag serve`")] = "http://127.0.0.1:3000",
     profile: Annotated[str | None, typer.Option(help="AWS profile: report on a deployed stack")] = None,

@@ -77,22 +77,23 @@ def test_deep_or_wide_properties_are_rejected_and_the_allowed_depth_alerts(stack
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "shown"),
     [
-        "=?utf-8?q?Bcc=3A_evil=40x=2Ecom?=",
-        "=?utf-8?q?x=0D=0ABcc=3A_evil=40x=2Ecom?=",
-        "Eve <eve@evil.example>, all@corp.example",
-        'Ada "Countess" Lovelace; Bcc: x@y.z',
+        ("=?utf-8?q?Bcc=3A_evil=40x=2Ecom?=", "=?utf-8?q?Bcc=3A_evil=40x=2Ecom?="),
+        ("=?utf-8?q?x=0D=0ABcc=3A_evil=40x=2Ecom?=", "=?utf-8?q?x=0D=0ABcc=3A_evil=40x=2Ecom?="),
+        # an address in a name is no name (issue 15, defect 5): the To line carries no display name
+        ("Eve <eve@evil.example>, all@corp.example", ""),
+        ('Ada "Countess" Lovelace; Bcc: x@y.z', ""),
     ],
 )
-def test_a_display_name_is_text_not_header_syntax(stack, name):
+def test_a_display_name_is_text_not_header_syntax(stack, name, shown):
     stack.post_events(started("victim", "victim@example.com", name))
     stack.tick(901)
     (sent,) = stack.emails()
     raw = sent["message"].as_bytes()
     msg = message_from_bytes(raw, policy=policy.default)
     addresses = msg["To"].addresses
-    assert [(a.display_name, a.addr_spec) for a in addresses] == [(name, "victim@example.com")]
+    assert [(a.display_name, a.addr_spec) for a in addresses] == [(shown, "victim@example.com")]
     assert msg["Bcc"] is None and msg["Cc"] is None
     headers = raw.split(b"\n\n")[0].splitlines()
     assert not [h for h in headers if h.lower().startswith((b"bcc", b"cc:"))]
@@ -121,11 +122,10 @@ def test_a_display_name_with_control_characters_never_costs_the_red_flag(stack):
     for i, (_, shown) in enumerate(NAMES):
         sent = emails[f"named-{i}@example.com"]
         (to,) = sent["message"]["To"].addresses
-        if shown is None or len(shown) < 80:
-            assert to.display_name == (shown or "")
-        else:  # the email clips the To name to 80 characters (its own limit)
-            assert to.display_name.startswith("Ada xxx") and to.display_name.endswith("…")
-        assert (f"Hi {shown.split()[0]}," if shown else "Hi there,") in sent["text"]
+        # kept whole, but a 256-character "name" is no name to greet (issue 15, defect 5): neutral
+        greeted = shown if shown is not None and len(shown) <= 100 else None
+        assert to.display_name == (greeted or "")
+        assert (f"Hi {greeted.split()[0]}," if greeted else "Hi there,") in sent["text"]
 
 
 # --- 4. chat mentions are escaped in every CS field ---------------------------------------------------
@@ -141,9 +141,8 @@ def test_mentions_and_markup_reach_cs_escaped(stack):
     text = json.dumps(alert["message"])
     for raw in ("<!channel>", "<!here>", "<@U123>", "<!everyone>", "<b>", "<x>"):
         assert raw not in text
-    assert alert["message"]["summary"].startswith(
-        "&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; has been on pages &amp;"
-    )
+    # a "name" of mentions is no name (issue 15, defect 5): CS is shown the user id, escaped
+    assert alert["message"]["summary"].startswith("u-&lt;@U123&gt; has been on pages &amp; &lt;b&gt;")
     assert alert["message"]["properties"] == {"&lt;!everyone&gt;": "&lt;x&gt;&amp;"}
 
 

@@ -35,6 +35,7 @@ SES_SAMPLES = {
     "bounce_transient": ("bounce_transient", "counted"),
     "bounce_on_suppression_list": ("ses_suppressed", "suppressed"),
     "complaint": ("complaint", "suppressed"),
+    "send": ("send", "counted"),
     "delivery": ("delivery", "counted"),
     "click": ("click", "counted"),
     "reject": ("reject", "counted"),

@@ -15,7 +15,11 @@ What it shows, in order:
    for 08:00 Tokyo time.
 5. **Gone quiet**: daily practisers; one stops, and three days later that is a red flag.
 6. **An account fading**: its weekly active users fall by 70 %; the Monday check tells CS.
-7. **The report**: where users struggle, and whether the email helped (emailed vs held out).
+7. **Hearing back from SES**: SES's own events about the emails sent, through the configuration set's
+   event destination: sends and deliveries, a hard bounce that suppresses an address, a complaint, and
+   clicks on the help link, counted once each as responses.
+8. **The report**: where users struggle, what came of the emails, and whether the email helped
+   (emailed vs held out, with the 95 % interval on the difference).
 
 Customer success hears of every red flag on the alert topic and, through the Slack notifier, in a
 Slack channel: here a local server on 127.0.0.1 plays Slack's incoming webhook, and one of the
@@ -43,7 +47,7 @@ from redflag_local.ops import report as report_mod
 from redflag_local.ops.rules_files import as_parameters, load_rules
 from redflag_local.standin.receiver import Receiver
 from redflag_local.standin.serve import HttpAnswer, _Server, answer_from_proxy, proxy_event
-from redflag_local.standin.stack import LocalStack
+from redflag_local.standin.stack import LocalStack, sample_event
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 MONDAY = datetime(2027, 1, 25, tzinfo=UTC)  # a Monday
@@ -71,6 +75,11 @@ class Story:
     deferred_sent: bool = False
     inactivity_flag: bool = False
     usage_drop: str | None = None
+    ses_sent: int = 0
+    ses_delivered: int = 0
+    bounce_suppressed: str | None = None  # the user whose address a hard bounce suppressed
+    complaint_suppressed: str | None = None
+    clicks_counted: int = 0  # help-link clicks counted as responses (a second click on an email: not again)
     emails: int = 0
     cs_alerts: int = 0
     slack_posts: int = 0
@@ -363,6 +372,46 @@ class Demo:
         if drop:
             self.story.usage_drop = drop[0]["message"]["account_id"]
 
+    def hearing_back(self) -> None:
+        self.scene("7. Hearing back from SES: sends, deliveries, a hard bounce, a complaint, help-link clicks")
+        emails = self.stack.emails()
+        ours = [e["message"]["X-RedFlag-Alert"].split("/") for e in emails]
+        landing = [i for i, parts in enumerate(ours) if parts[1] == "create_landing_page"]
+        bounced, complained, *clicking = landing[:4]
+        for i in range(len(emails)):
+            self.story.ses_sent += self._ses("send", i) == "sent"
+            if i != bounced:
+                self.story.ses_delivered += self._ses("delivery", i) == "delivered"
+        self.say(f"SES: {self.story.ses_sent} emails sent, {self.story.ses_delivered} delivered (counted per rule)")
+        if self._ses("bounce_permanent", bounced, "bounce") == "bounced":
+            self.story.bounce_suppressed = ours[bounced][0]
+            self.say(f"a hard bounce for {escape(ours[bounced][0])}'s address: suppressed, never emailed again")
+            self.news()
+        if self._ses("complaint", complained, "complaint") == "complained":
+            self.story.complaint_suppressed = ours[complained][0]
+            self.say(f"{escape(ours[complained][0])} marked the email as spam: suppressed too")
+            self.news()
+        for i in clicking + clicking[:1]:  # the first clicker clicks twice: one response
+            counted = self._ses("click", i, "click", linkTags={"redflag": ["help"]}, link=HELP_LANDING)
+            self.story.clicks_counted += counted == "clicked"
+            self.say(
+                f"{escape(ours[i][0])} followed the help link: " + ("a response" if counted else "counted already")
+            )
+
+    def _ses(self, name: str, index: int, part: str | None = None, **changes: Any) -> str | None:
+        """SES's documented ``name`` record about the ``index``th email, published as SES would (now);
+        what it was counted as for the rule's response rate (None: counted before)."""
+        record = json.loads(sample_event(f"ses_events_to_state/{name}.json")["Records"][0]["Sns"]["Message"])
+        if part is not None:
+            stamp = self.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            record[part] |= {"timestamp": stamp} | changes
+        answers = self.stack.publish_ses_event(self.stack.ses_event(record, index))  # the Slack notifier's too
+        handled = [h for answer in answers for h in answer.get("handled", [])]
+        return next((h["response"] for h in handled if h["counted"]), None)
+
+
+HELP_LANDING = "https://help.example.com/landing-pages"  # rules/create_landing_page.yaml's help_url
+
 
 def run(
     users: int = 40,
@@ -392,6 +441,7 @@ def run(
         demo.quiet_hours()
         demo.gone_quiet()
         demo.fading_account()
+        demo.hearing_back()
         emails, cs = stack.emails(), stack.cs_alerts()
         posts = [json.loads(p.body) for p in slack.delivered(SLACK_PATH)]
         demo.story.emails, demo.story.cs_alerts, demo.story.slack_posts = len(emails), len(cs), len(posts)
@@ -403,7 +453,7 @@ def run(
         for email in _pick(emails, show):
             console.print(Panel(escape(email["text"]), title=escape(f"To: {email['to']}"),
                                 subtitle=escape(email["subject"]), expand=False))  # fmt: skip
-        console.rule("[bold]7. The report: where users struggle, and did the email help?[/]")
+        console.rule("[bold]8. The report: where users struggle, and did the email help?[/]")
         end_of_week_2 = (MONDAY + timedelta(days=13, hours=23)).timestamp()
         report = report_mod.from_stack(stack, end_of_week_2)
         report_mod.render(report, "table", console)

@@ -144,6 +144,7 @@ class FeedbackSettings(_Base):
     """ses_events_to_state: SES events (SNS) -> suppression markers, one CS notice per suppression, metrics."""
 
     table_name: Name = Field(description="the suppression markers, beside the opt-out markers")
+    stats_table_name: Name = Field(description="each rule's email counts: sent, delivered, bounced, clicked")
     unsubscribe_secret_arn: Name = Field(description="keys the markers, as the opt-out markers are keyed")
     alert_topic_arn: TopicArn = Field(description="customer success is told of each suppression here")
     idempotency_table_name: Name

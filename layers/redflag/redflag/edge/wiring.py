@@ -119,6 +119,7 @@ def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
     from redflag.adapters.secrets import Secret
     from redflag.adapters.send_once import DynamoSendOnce
     from redflag.adapters.sns import SnsDeliverer
+    from redflag.adapters.stats_table import DynamoStats
     from redflag.services.feedback import FeedbackService
     from redflag.services.sending import Sender
 
@@ -127,7 +128,8 @@ def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
     once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep)
     sender = Sender({"cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format)}, once, SqsParking(s.parked_queue_url))
     secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
-    return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender)
+    responses = DynamoStats(s.stats_table_name)  # each email's sends, deliveries, clicks, per rule
+    return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender, responses, clock.SYSTEM.now)
 
 
 def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepService:

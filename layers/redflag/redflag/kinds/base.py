@@ -35,7 +35,7 @@ from redflag.core.errors import invalid, missing
 from redflag.core.events import EventType, TaskEvent, UserInfo
 from redflag.core.rules import RuleFields
 from redflag.core.templates import EmailTemplate
-from redflag.core.text import humanize, one_line
+from redflag.core.text import humanize, one_line, plausible_name
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState, retained
 from redflag.core.tracking import Interaction
 
@@ -304,7 +304,7 @@ class TimerKind(Kind[Timer]):
         timer, rule = subject, subject.rule
         assert rule is not None
         elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
-        who = timer.user.name or timer.key.user_id
+        who = plausible_name(timer.user.name) or timer.key.user_id
         reason = reason_of(timer)
         usual = usual_of(timer)
         said = self.said(timer, reason, who, elapsed)
@@ -366,7 +366,7 @@ class TimerKind(Kind[Timer]):
         m = message
         given = m.get("user")
         user: Mapping[str, Any] = given if isinstance(given, dict) else {}
-        name = user.get("name")
+        name = plausible_name(str(user["name"])) if user.get("name") else None
         facts: list[tuple[str, Any]] = [("User", f"{name} ({m.get('user_id')})" if name else m.get("user_id"))]
         facts.append(("Task", m.get("label") or m.get("task")))
         facts += self.run_facts(m)

@@ -7,6 +7,9 @@ were completed afterwards (and how long after the flag), split by the rule's hol
 users the email goes to, ``holdout``: users held out of it), so the two completion rates compare.
 Users without a segment count only in ALL.
 Per account: which users were active on which day.
+Per rule and arm, for retention: the flagged users who belong to an account (``cohort``: the first red
+flag of a user on a rule in a window), so that their activity in the weeks after can be counted
+(``redflag.adapters.stats_table``, "retention").
 """
 
 from __future__ import annotations
@@ -69,11 +72,20 @@ class Active:
     at: float
 
 
+@dataclass(frozen=True)
+class Flagged:
+    """A user's red flag on a rule, for retention: when, and on which side of the rule's holdout."""
+
+    at: float
+    arm: str  # emailed, holdout
+
+
 @dataclass
 class Fold:
     tasks: dict[tuple[str, str], TaskStats] = field(default_factory=dict)
     active: dict[tuple[str, str, str], Active] = field(default_factory=dict)  # (account, user, day)
     account_flags: dict[str, int] = field(default_factory=dict)  # account -> red flags of its users
+    cohort: dict[tuple[str, str, str], Flagged] = field(default_factory=dict)  # (account, user, task)
 
     def task(self, timer: Timer) -> list[TaskStats]:
         keys = [(timer.key.task, ALL)] + ([(timer.key.task, timer.user.segment)] if timer.user.segment else [])
@@ -138,6 +150,9 @@ class Fold:
                 s.add(f"flagged_{arm}")
         if timer.user.account_id:
             self.account_flags[timer.user.account_id] = self.account_flags.get(timer.user.account_id, 0) + 1
+            at = timer.flagged_at or timer.due_at or timer.started_at
+            if arm and at is not None:  # retention counts users whose activity is counted: an account's
+                self.cohort.setdefault((timer.user.account_id, timer.key.user_id, timer.key.task), Flagged(at, arm))
 
     def _active(self, account: str, user: str, at: float) -> None:
         day = day_of(at)
@@ -150,6 +165,8 @@ class Fold:
             self.active.setdefault(day_key, active)
         for account, n in other.account_flags.items():
             self.account_flags[account] = self.account_flags.get(account, 0) + n
+        for cohort_key, flagged in other.cohort.items():
+            self.cohort.setdefault(cohort_key, flagged)
 
     # --- a tumbling window's state (JSON, under 1 MB) -------------------------------------------
 
@@ -168,6 +185,7 @@ class Fold:
             ],
             "active": [[a.account_id, a.user_id, a.day, a.at] for a in self.active.values()],
             "account_flags": self.account_flags,
+            "cohort": [[*k, f.at, f.arm] for k, f in self.cohort.items()],
         }
 
     @classmethod
@@ -179,4 +197,6 @@ class Fold:
         for account, user, day, at in (state or {}).get("active", []):
             fold.active[(account, user, day)] = Active(account, user, day, float(at))
         fold.account_flags = dict((state or {}).get("account_flags", {}))
+        for account, user, task, at, arm in (state or {}).get("cohort", []):
+            fold.cohort[(account, user, task)] = Flagged(float(at), arm)
         return fold
