@@ -6,6 +6,9 @@ Log ids (user_id, task), never emails or names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -17,31 +20,26 @@ metrics = Metrics(namespace="RedFlag")
 tracer = Tracer()
 
 
-def count_outcomes(response: IngestResponse) -> None:
-    """One metric per status; one log line per event that must be sent again (ids and reason only:
-    reasons carry error codes, never event contents)."""
+def _count(results: Sequence[Any], prefix: str, what: str, id_field: str) -> None:
+    """One metric per status (``<prefix><Status>``); one log line per result to send again (its index,
+    its id and the reason's error code: never what was sent)."""
     counts: dict[str, int] = {}
-    for result in response.results:
+    for result in results:
         counts[result.status.value] = counts.get(result.status.value, 0) + 1
         if result.status is Outcome.RETRY:
             logger.warning(
-                "event not applied; the client is told to retry",
-                extra={"index": result.index, "event_id": result.event_id, "reason": result.reason},
+                f"{what} not applied; the client is told to retry",
+                extra={"index": result.index, id_field: getattr(result, id_field), "reason": result.reason},
             )
     for status, count in counts.items():
-        metrics.add_metric(name=f"Events{status.capitalize()}", unit=MetricUnit.Count, value=count)
+        metrics.add_metric(name=f"{prefix}{status.capitalize()}", unit=MetricUnit.Count, value=count)
+
+
+def count_outcomes(response: IngestResponse) -> None:
+    """The events API's: ``Events<Status>``, a line per event to send again (index, event_id, reason)."""
+    _count(response.results, "Events", "event", "event_id")
 
 
 def count_tracking(response: TrackingResponse) -> None:
-    """The tracking API's: one metric per status (``Tracking<Status>``), one log line per call to send
-    again (its index, messageId and the reason's error code; never a trait)."""
-    counts: dict[str, int] = {}
-    for result in response.results:
-        counts[result.status.value] = counts.get(result.status.value, 0) + 1
-        if result.status is Outcome.RETRY:
-            logger.warning(
-                "call not applied; the client is told to retry",
-                extra={"index": result.index, "message_id": result.message_id, "reason": result.reason},
-            )
-    for status, count in counts.items():
-        metrics.add_metric(name=f"Tracking{status.capitalize()}", unit=MetricUnit.Count, value=count)
+    """The tracking API's: ``Tracking<Status>``, a line per call to send again (index, messageId, reason)."""
+    _count(response.results, "Tracking", "call", "message_id")

@@ -71,3 +71,12 @@ class Channel(Protocol):
     def compose(self, flag: RedFlag[Any], ctx: Context) -> Alert | None:
         """The alert this channel sends for ``flag``; None when it has nothing to send (no address)."""
         ...
+
+
+class AlertChannel:
+    """What the channels the alerts function delivers have in common (a subclass names itself and its
+    doc): not held back by the interventions unless it says so, shown by a sweeper-flagged timer."""
+
+    gated: ClassVar[bool] = False
+    sample_event: ClassVar[str] = "events/timers_to_alerts/sweeper_flagged_timer.json"
+    delivered_by: ClassVar[str] = "TimersToAlertsFunction"

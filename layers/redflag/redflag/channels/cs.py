@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from redflag.channels.base import Alert, Context, RedFlag
+from redflag.channels.base import Alert, AlertChannel, Context, RedFlag
 from redflag.core.text import SNS_SUBJECT_MAX, chat_escape, chat_unescape, one_line
 
 
@@ -23,12 +23,9 @@ class CsAlert(Alert):
     attributes: dict[str, str]
 
 
-class Cs:
+class Cs(AlertChannel):
     name: ClassVar[str] = "cs"
-    gated: ClassVar[bool] = False
     doc: ClassVar[str] = "docs/interventions.md#customer-success"
-    sample_event: ClassVar[str] = "events/timers_to_alerts/sweeper_flagged_timer.json"
-    delivered_by: ClassVar[str] = "TimersToAlertsFunction"
 
     def compose(self, flag: RedFlag[Any], ctx: Context) -> CsAlert:
         said = flag.kind.cs_message(flag.subject, ctx.now)

@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 from typing import Any, ClassVar
 
 from redflag import kinds
-from redflag.channels.base import Alert, Context, RedFlag, UnsubscribeLinks
+from redflag.channels.base import Alert, AlertChannel, Context, RedFlag, UnsubscribeLinks
 from redflag.core.templates import render
 from redflag.core.text import humanize, one_line, plausible_name
 from redflag.core.timers import Timer
@@ -104,12 +104,10 @@ def _before_body_end(page: str, fragment: str) -> str:
     return page[:at] + fragment + page[at:] if at >= 0 else page + fragment
 
 
-class Email:
+class Email(AlertChannel):
     name: ClassVar[str] = "user"
     gated: ClassVar[bool] = True
     doc: ClassVar[str] = "docs/interventions.md#the-email"
-    sample_event: ClassVar[str] = "events/timers_to_alerts/sweeper_flagged_timer.json"
-    delivered_by: ClassVar[str] = "TimersToAlertsFunction"
 
     def compose(self, flag: RedFlag[Any], ctx: Context) -> EmailAlert | None:
         timer = flag.kind.user_timer(flag.subject)

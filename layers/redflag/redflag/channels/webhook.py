@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from redflag.channels.base import Alert, Context, RedFlag
+from redflag.channels.base import Alert, AlertChannel, Context, RedFlag
 
 
 class WebhookAlert(Alert):
@@ -15,12 +15,9 @@ class WebhookAlert(Alert):
     payload: dict[str, Any]
 
 
-class Webhook:
+class Webhook(AlertChannel):
     name: ClassVar[str] = "webhook"
-    gated: ClassVar[bool] = False
     doc: ClassVar[str] = "docs/webhooks.md"
-    sample_event: ClassVar[str] = "events/timers_to_alerts/sweeper_flagged_timer.json"
-    delivered_by: ClassVar[str] = "TimersToAlertsFunction"
 
     def compose(self, flag: RedFlag[Any], ctx: Context) -> WebhookAlert | None:
         payload = flag.kind.webhook_payload(flag.subject, ctx.now)

@@ -183,6 +183,15 @@ class Kind(ABC, Generic[S]):
         return []
 
 
+class NoticeKind(Kind[S]):
+    """A kind no rule names, raised by Red Flag's own paths and told to customer success only (an
+    escalation, a suppressed address)."""
+
+    configurable = False
+    default_notify = ("cs",)
+    sample_rule = None
+
+
 # --- what the kinds that keep a timer share -----------------------------------------------------------------
 
 

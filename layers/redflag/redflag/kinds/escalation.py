@@ -12,16 +12,13 @@ from typing import Any
 from redflag.core.interventions import Escalation
 from redflag.core.text import one_line
 from redflag.core.timers import FlagReason
-from redflag.kinds.base import CsMessage, Kind, iso
+from redflag.kinds.base import CsMessage, NoticeKind, iso
 
 
-class Escalations(Kind[Escalation]):
+class Escalations(NoticeKind[Escalation]):
     name = "escalation"
-    configurable = False
     reasons = (FlagReason.ESCALATION,)
-    default_notify = ("cs",)
     doc = "docs/interventions.md#escalation"
-    sample_rule = None
     sample_event = "events/timers_to_alerts/sweeper_flagged_timer.json"
     raised_by = "TimersToAlertsFunction"
 

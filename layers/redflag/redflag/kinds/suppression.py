@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from redflag.core.text import one_line
 from redflag.core.timers import FlagReason
-from redflag.kinds.base import CsMessage, Kind
+from redflag.kinds.base import CsMessage, NoticeKind
 
 WHY = {
     "bounce": "it bounced permanently",
@@ -39,13 +39,10 @@ class Suppressed(BaseModel):
     message_id: str  # the SES message the event is about
 
 
-class EmailSuppressed(Kind[Suppressed]):
+class EmailSuppressed(NoticeKind[Suppressed]):
     name = "email_suppressed"
-    configurable = False
     reasons = (FlagReason.EMAIL_SUPPRESSED,)
-    default_notify = ("cs",)
     doc = "docs/operations.md"
-    sample_rule = None
     sample_event = "events/ses_events_to_state/bounce_permanent.json"
     raised_by = "SesEventsToStateFunction"
 
