@@ -30,7 +30,7 @@ import pytest
 
 from redflag_local.standin.stack import Fault, LocalStack
 
-TASKS = int(os.environ.get("REDFLAG_FAULT_TASKS", "1000"))
+TASKS = int(os.environ.get("REDFLAG_FAULT_TASKS", "500"))
 THRESHOLD = 300
 WINDOW = 600  # starts are spread over these seconds
 OVERDUE = 0.3  # share of tasks never completed

@@ -51,7 +51,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning"),
 ]
 
-REQUESTS = int(os.environ.get("REDFLAG_FUZZ_EXAMPLES", "600"))
+REQUESTS = int(os.environ.get("REDFLAG_FUZZ_EXAMPLES", "400"))
 RULE_TASK = "0"  # the task name schemathesis generates most often: generated events meet a rule
 RULE = {"label": "a fuzzed task", "threshold_seconds": 600, "expected_seconds": 300}
 SEED_EVENT = {"type": "task_started", "task": RULE_TASK, "user_id": "u-fuzz"}
