@@ -13,7 +13,7 @@ route's shape; **401** without a valid write key (nothing applied); **415** for 
 JSON; **500** for anything unexpected (send again: messageIds make it safe).
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -96,41 +96,29 @@ def _single(call_type: CallType, raw: Any) -> Response[TrackingResponse]:
     return _answer(service.receive([raw], call_type=call_type))
 
 
-@app.post("/v1/track", summary="Post one track call", tags=["tracking"], responses=RESPONSES)
-def post_track(
-    body: Annotated[SkipValidation[TrackCall], Body(description="One call, 32 KB")],
-) -> Response[TrackingResponse]:
-    return _single("track", body)  # SkipValidation: the JSON as sent, checked by the service
-
-
-@app.post("/v1/identify", summary="Post one identify call (the user's profile)", tags=["tracking"], responses=RESPONSES)
-def post_identify(body: Annotated[SkipValidation[IdentifyCall], Body()]) -> Response[TrackingResponse]:
-    return _single("identify", body)  # SkipValidation: the JSON as sent, checked by the service
-
-
-@app.post("/v1/group", summary="Post one group call (the user's account)", tags=["tracking"], responses=RESPONSES)
-def post_group(body: Annotated[SkipValidation[GroupCall], Body()]) -> Response[TrackingResponse]:
-    return _single("group", body)  # SkipValidation: the JSON as sent, checked by the service
-
-
-@app.post("/v1/page", summary="Post one page call (activity)", tags=["tracking"], responses=RESPONSES)
-def post_page(body: Annotated[SkipValidation[PageCall], Body()]) -> Response[TrackingResponse]:
-    return _single("page", body)  # SkipValidation: the JSON as sent, checked by the service
-
-
-@app.post("/v1/screen", summary="Post one screen call (activity)", tags=["tracking"], responses=RESPONSES)
-def post_screen(body: Annotated[SkipValidation[ScreenCall], Body()]) -> Response[TrackingResponse]:
-    return _single("screen", body)  # SkipValidation: the JSON as sent, checked by the service
-
-
-@app.post(
-    "/v1/alias",
-    summary="Post one alias call: not supported (answered `ignored`)",
-    tags=["tracking"],
-    responses=RESPONSES,
+# one route per call type: the call as sent (SkipValidation), checked by the service like a batch's
+SINGLE_CALLS: tuple[tuple[CallType, type, str], ...] = (
+    ("track", TrackCall, "Post one track call"),
+    ("identify", IdentifyCall, "Post one identify call (the user's profile)"),
+    ("group", GroupCall, "Post one group call (the user's account)"),
+    ("page", PageCall, "Post one page call (activity)"),
+    ("screen", ScreenCall, "Post one screen call (activity)"),
+    ("alias", AliasCall, "Post one alias call: not supported (answered `ignored`)"),
 )
-def post_alias(body: Annotated[SkipValidation[AliasCall], Body()]) -> Response[TrackingResponse]:
-    return _single("alias", body)  # SkipValidation: the JSON as sent, checked by the service
+
+
+def _single_route(call_type: CallType, model: type, summary: str) -> None:
+    def handler(body: Any) -> Response[TrackingResponse]:
+        return _single(call_type, body)
+
+    handler.__name__ = f"post_{call_type}"
+    as_sent = cast(Any, SkipValidation)[model]  # SkipValidation[model]: a type made at run time
+    handler.__annotations__["body"] = cast(Any, Annotated)[as_sent, Body(description="One call, 32 KB")]
+    app.post(f"/v1/{call_type}", summary=summary, tags=["tracking"], responses=RESPONSES)(handler)
+
+
+for _call in SINGLE_CALLS:
+    _single_route(*_call)
 
 
 @app.post(
