@@ -242,3 +242,20 @@ def test_a_4xx_storm_on_unsubscribe_alarms_to_the_ops_topic(stack):
     assert boto3.client("apigateway").get_account()["cloudwatchRoleArn"] == role["Arn"]
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+
+
+def test_every_parameter_and_alarm_is_documented_for_the_operator():
+    """docs/deploy.md's parameter table names every parameter with its default; docs/operations.md's
+    alarm table every alarm the template defines (a new one lands with the line that says what to do)."""
+    from redflag_local.standin.template import Template
+
+    template = Template()
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    for name, spec in template.sam["Parameters"].items():
+        row = next((line for line in deploy.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"{name}: no row in docs/deploy.md's parameter table"
+        default = str(spec.get("Default", ""))
+        assert (f"`{default}`" in row) if default else ("empty" in row or "required" in row), (name, row)
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    for name in template.resources("AWS::CloudWatch::Alarm"):
+        assert f"| `{name}` |" in operations, f"{name}: no row in docs/operations.md's alarm table"
