@@ -72,13 +72,15 @@ class DynamoTimerStore:
         return found
 
     def save(self, record: Record, expected_version: int) -> None:
-        item = items.to_item(record.model_copy(update={"version": expected_version + 1}), self._shards)
+        """``record`` written as version ``expected_version + 1`` if the stored one is still
+        ``expected_version`` (0: absent); whatever version the record holds is not what is written."""
+        item = items.to_item(record, self._shards) | {"version": expected_version + 1}
         put: dict[str, Any] = {"TableName": self._table, "Item": _av(item)}
         if expected_version == 0:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             put["ConditionExpression"] = "version = :v"
-            put["ExpressionAttributeValues"] = _av({":v": expected_version})
+            put["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
         self._call("put_item", **put)
 
     def _due_query(self, shard: int, until: float, limit: int) -> dict[str, Any]:

@@ -282,14 +282,15 @@ class IngestService:
                 return done(outcome, reason), current
             base = changed if changed is not None else current
             assert base is not None
-            record = base.model_copy(update={"seen": timers.remember(base.seen, event_id)})
             expected = current.version if current is not None else 0
+            # one copy: the event id remembered, and the version the store writes
+            record = base.model_copy(update={"seen": timers.remember(base.seen, event_id), "version": expected + 1})
             try:
                 self._store.save(record, expected)
             except VersionConflict:
                 current = self._store.load([key]).get(key)  # someone else won: read again, decide again
                 continue
-            return done(outcome, reason), record.model_copy(update={"version": expected + 1})
+            return done(outcome, reason), record
         return done(Outcome.RETRY, "the timer kept changing under concurrent writes; send this event again"), current
 
     def _decide(
