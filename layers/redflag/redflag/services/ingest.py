@@ -45,7 +45,7 @@ MAX_ATTEMPTS = 5  # writes of one event before it is answered `retry` (each lost
 class Limits:
     max_future_skew_seconds: int = 300
     max_age_seconds: int = 7 * 86400
-    workers: int = 16  # concurrent writes per request (different records)
+    workers: int = 8  # concurrent writes per request (different records); IngestSettings.ingest_concurrency
 
 
 @dataclass(frozen=True)
