@@ -96,8 +96,11 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
         out += _table(units, ("write", "WRU"), [(k, f"{v:g}") for k, v in r.calls.wru.items()])
         out += [
             "",
-            f"**{d['wru_task']:g} WRU per tracked task** (start + completion, index entry twice) and 2 RRU "
-            "(each record read once, consistently, in its request's BatchGetItem: 1 RRU per item up to 4 KB). "
+            f"**{d['wru_task']:g} WRU per tracked task** (start + completion, index entry twice) and "
+            f"{sum(v for k, v in r.calls.rru.items() if k.startswith('task:')):g} RRU (each record read once, "
+            "eventually consistent, in its request's BatchGetItem: half a unit per item up to 4 KB; every write "
+            "it leads to is conditional on the version read, an answer that writes nothing is read again "
+            "consistently). "
             f"A red flag adds the sweeper's UpdateItem and the index entry going ({d['flag_wru']:g} WRU, the "
             "later completion then costs 1 WRU and no index write) and 2 WRU per alert channel.",
             "",

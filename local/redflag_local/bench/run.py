@@ -157,7 +157,7 @@ def derive(r: Report) -> None:
     if r.calls is not None and r.latency is not None:
         r.inputs = bench_cost.Inputs(
             wru_per_task=d["wru_task"],
-            rru_per_task=2.0,
+            rru_per_task=sum(v for k, v in r.calls.rru.items() if k.startswith("task:")),
             request_seconds=d["request_lambda"],
             single_seconds=d["single_lambda"],
             call_cpu_seconds=d["call_cpu"],

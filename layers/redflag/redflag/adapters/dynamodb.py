@@ -46,8 +46,9 @@ class DynamoTimerStore:
         except BotoCoreError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
-    def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
-        """One consistent BatchGetItem per 100 keys; keys DynamoDB leaves unprocessed are asked again."""
+    def load(self, keys: Sequence[RecordKey], consistent: bool = True) -> dict[RecordKey, Record]:
+        """One BatchGetItem per 100 keys (strongly consistent unless ``consistent`` is False: then half
+        the read units); keys DynamoDB leaves unprocessed are asked again."""
         wanted = {tuple(items.key_of(k).values()): k for k in keys}
         found: dict[RecordKey, Record] = {}
         pending = [items.key_of(k) for k in wanted.values()]
@@ -55,7 +56,8 @@ class DynamoTimerStore:
         while pending:
             batch, pending = pending[:BATCH_GET_MAX], pending[BATCH_GET_MAX:]
             out = self._call(
-                "batch_get_item", RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": True}}
+                "batch_get_item",
+                RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": consistent}},
             )
             for raw in out.get("Responses", {}).get(self._table, []):
                 item = _py(raw)
