@@ -154,6 +154,19 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
                 f"default: {BURST:,} emails take {BURST / 14:.0f} s)."
             ),
             "",
+            f"**End to end: {d['sweep_due']:,} due in one minute.** Falling due evenly over the minute, each "
+            f"flagged {d['sweep_p50']:.2f} s after (the sweeper's median above), its record on the table's "
+            f"stream, cut into batches of {al['batch_size']} as they arrive, {d['alert_parallelization']} batches "
+            f"of a shard at once (the template's ParallelizationFactor), each {d['alert_batch_lambda']:.1f} s "
+            f"(above), on {d['e2e_shards']} stream shard: alert lateness (falling due to its batch done) p50 "
+            f"**{d['e2e_p50']:.0f} s**, p99 **{d['e2e_p99']:.0f} s**, max **{d['e2e_max']:.0f} s**. Every alert "
+            f"within {WITHIN:.0f} s needs {d['e2e_parallel_needed']} batches at once (stream shards x "
+            "ParallelizationFactor, at most 10 a shard; see scaling.md). A queue computed from the measured "
+            "figures (`run.end_to_end`), not a run on moto. Peak memory traced (tracemalloc, above what the "
+            f"process holds after import, {d['sweep_rss_mib']:.0f} MiB): events {d['events_peak_mib']:.1f} MiB for "
+            f"a 100-event request ({mem['events']} MB), sweeper {d['sweep_peak_mib']:.1f} MiB "
+            f"({mem['sweeper']} MB), alerts {d['alert_peak_mib']:.1f} MiB for a batch ({mem['alerts']} MB).",
+            "",
         ]
     if r.lateness:
         out += [
@@ -191,7 +204,9 @@ def markdown(r: Any, machine: dict[str, str], argv: list[str]) -> str:
             f"({_ms(c.baseline)}); medians of {c.repeat['after']} alternated runs ({c.repeat['before']} for the "
             "old layer). Layers as on disk: the old one "
             f"{c.layer_bytes['before'] / 1e6:.0f} MB (every dependency, botocore included, no bytecode), the new "
-            f"{c.layer_bytes['after'] / 1e6:.0f} MB (no runtime-provided packages, bytecode included).",
+            f"{c.layer_bytes['after'] / 1e6:.0f} MB (no runtime-provided packages, bytecode included). "
+            "Without SnapStart: SnapStart is not built into the template yet, and a restore could only be "
+            "modelled here (no Lambda), so no figure with it is given.",
             "",
             "| handler | old layer | new layer | ratio (new) |",
             "|---|---|---|---|",
