@@ -49,7 +49,7 @@ class MemoryTimerStore:
     def get(self, key: RecordKey) -> Record | None:
         return self.records.get(key)
 
-    def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
+    def load(self, keys: Sequence[RecordKey], consistent: bool = True) -> dict[RecordKey, Record]:
         with self._lock:
             self.calls.append("load")
             return {k: self.records[k] for k in keys if k in self.records}

@@ -21,7 +21,8 @@ import json
 import math
 import zlib
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from redflag import kinds
 from redflag.core.activity import Activity, ActivityKey, Profile
@@ -126,13 +127,36 @@ def _profile(raw: Any) -> Profile:
     return Profile(**data, identified_at=float(at) if at is not None else None)
 
 
-def _stored(model: type[Rule] | type[UserInfo], data: dict[str, Any]) -> Any:
+_M = TypeVar("_M", Rule, UserInfo)
+
+
+def _stored(model: type[_M], data: dict[str, Any]) -> _M:
     """What was valid when written stays readable when the door gets stricter: validated if it
     still passes, else taken as stored (the senders check and encode what they use anyway)."""
     try:
         return model.model_validate(data)
     except ValueError:
         return model.model_construct(**data)
+
+
+@lru_cache(maxsize=1024)
+def stored_rule(text: str) -> Rule:
+    """A timer's rule snapshot from its stored JSON, parsed once per text: the timers of one rule share
+    it (a Rule is frozen), and validating it was most of the CPU of reading a timer."""
+    return _stored(Rule, json.loads(text))
+
+
+@lru_cache(maxsize=4096)
+def _stored_user(fields: tuple[tuple[str, Any], ...]) -> UserInfo:
+    return _stored(UserInfo, dict(fields))
+
+
+def stored_user(data: dict[str, Any]) -> UserInfo:
+    """A timer's user as stored, validated once per distinct value (a UserInfo is frozen)."""
+    try:
+        return _stored_user(tuple(data.items()))
+    except TypeError:  # an unhashable value (never written by this code): validated as it is
+        return _stored(UserInfo, data)
 
 
 def _seen(item: dict[str, Any]) -> tuple[str, ...]:
@@ -152,9 +176,9 @@ def timer_of(item: dict[str, Any] | None) -> Timer | None:
     if item["state"] == TimerState.FLAGGED and "flag_reason" not in item:  # flagged by the sweeper's update
         data["flag_reason"] = data["due_reason"]
     if "rule" in item:
-        data["rule"] = _stored(Rule, json.loads(item["rule"]))
+        data["rule"] = stored_rule(item["rule"])
     if "user" in item:
-        data["user"] = _stored(UserInfo, item["user"])
+        data["user"] = stored_user(item["user"])
     if "properties" in item:
         data["properties"] = json.loads(item["properties"])
     return Timer(key=key, seen=_seen(item), **data)

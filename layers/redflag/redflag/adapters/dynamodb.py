@@ -46,8 +46,9 @@ class DynamoTimerStore:
         except BotoCoreError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
 
-    def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
-        """One consistent BatchGetItem per 100 keys; keys DynamoDB leaves unprocessed are asked again."""
+    def load(self, keys: Sequence[RecordKey], consistent: bool = True) -> dict[RecordKey, Record]:
+        """One BatchGetItem per 100 keys (strongly consistent unless ``consistent`` is False: then half
+        the read units); keys DynamoDB leaves unprocessed are asked again."""
         wanted = {tuple(items.key_of(k).values()): k for k in keys}
         found: dict[RecordKey, Record] = {}
         pending = [items.key_of(k) for k in wanted.values()]
@@ -55,7 +56,8 @@ class DynamoTimerStore:
         while pending:
             batch, pending = pending[:BATCH_GET_MAX], pending[BATCH_GET_MAX:]
             out = self._call(
-                "batch_get_item", RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": True}}
+                "batch_get_item",
+                RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": consistent}},
             )
             for raw in out.get("Responses", {}).get(self._table, []):
                 item = _py(raw)
@@ -72,13 +74,15 @@ class DynamoTimerStore:
         return found
 
     def save(self, record: Record, expected_version: int) -> None:
-        item = items.to_item(record.model_copy(update={"version": expected_version + 1}), self._shards)
+        """``record`` written as version ``expected_version + 1`` if the stored one is still
+        ``expected_version`` (0: absent); whatever version the record holds is not what is written."""
+        item = items.to_item(record, self._shards) | {"version": expected_version + 1}
         put: dict[str, Any] = {"TableName": self._table, "Item": _av(item)}
         if expected_version == 0:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             put["ConditionExpression"] = "version = :v"
-            put["ExpressionAttributeValues"] = _av({":v": expected_version})
+            put["ExpressionAttributeValues"] = {":v": {"N": str(expected_version)}}
         self._call("put_item", **put)
 
     def _due_query(self, shard: int, until: float, limit: int) -> dict[str, Any]:

@@ -7,17 +7,21 @@ Log ids (user_id, task), never emails or names.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from redflag.core.events import IngestResponse, Outcome
-from redflag.services.tracking import TrackingResponse
+
+if TYPE_CHECKING:  # the tracking API's models stay out of the other functions' cold start
+    from redflag.services.tracking import TrackingResponse
 
 logger = Logger()
 metrics = Metrics(namespace="RedFlag")
-tracer = Tracer()
+# what these functions call that X-Ray can trace is botocore (outbound POSTs use urllib, which patch_all
+# leaves alone too): patching only it spares importing every other library X-Ray knows, at cold start
+tracer = Tracer(patch_modules=("botocore",))
 
 
 def _count(results: Sequence[Any], prefix: str, what: str, id_field: str) -> None:

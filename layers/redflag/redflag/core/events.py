@@ -42,6 +42,8 @@ MAX_NAME_CHARS = 256
 
 def _printable(value: str) -> str:
     """No control, format or separator characters: nothing that can end a line or hide text."""
+    if value.isprintable():  # no Cc, Cf, Cs, Co, Cn, Zl, Zp, nor Zs but the space: nothing to look for
+        return value
     bad = sorted({f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")})
     if bad:
         raise ValueError(f"contains control characters ({', '.join(bad[:3])})")

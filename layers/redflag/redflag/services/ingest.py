@@ -2,11 +2,13 @@
 machine, and commit with one conditional write. No AWS here: the store and the rules come in through
 ``redflag.services.ports``.
 
-Cost per request: one batched, consistent read of every record the events touch, then one
-conditional write per event that changes something (the write also records the event id, so
-duplicates cost no extra item). Events for the same record are applied in order; different records
-are written concurrently. A record is read again only when a concurrent writer won (version
-conflict).
+Cost per request: one batched read of every record the events touch, eventually consistent (half
+the read units of a consistent one: every write it leads to is conditional on the version read) unless
+it also reads the profiles personalised events need; then one conditional write per event that
+changes something (the write also records the event id, so duplicates cost no extra item). Events
+for the same record are applied in order; different records are written concurrently. A record is
+read again, consistently, only when a concurrent writer won or the read was stale (version conflict),
+or before an answer that writes nothing rests on an eventually consistent read.
 
 What a client can rely on: every event gets a status. ``retry`` means a passing fault kept it from
 being applied (nothing of it was written): send that event again. Events with any other status are
@@ -45,7 +47,7 @@ MAX_ATTEMPTS = 5  # writes of one event before it is answered `retry` (each lost
 class Limits:
     max_future_skew_seconds: int = 300
     max_age_seconds: int = 7 * 86400
-    workers: int = 16  # concurrent writes per request (different records)
+    workers: int = 8  # concurrent writes per request (different records); IngestSettings.ingest_concurrency
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,9 @@ class IngestService:
             return []
         profiles = {ActivityKey(user_id=p.event.user_id) for p in planned if p.personalise and p.event is not None}
         keys = list(dict.fromkeys([p.key for p in planned] + sorted(profiles, key=lambda k: k.user_id)))
+        consistent = bool(profiles)  # a profile decides the rule: read as it is; a timer is guarded by its write
         try:
-            stored = self._store.load(keys)
+            stored = self._store.load(keys, consistent=consistent)
         except StoreUnavailable as exc:
             return [_retry(p, f"store unavailable ({exc.code})") for p in planned]
         out: list[EventResult] = []
@@ -239,23 +242,24 @@ class IngestService:
             groups.setdefault(p.key, []).append(p)
         jobs = [(key, group, stored.get(key)) for key, group in groups.items()]
         if len(jobs) == 1 or self._limits.workers <= 1:
-            outcomes = [self._apply_group(key, group, current, now) for key, group, current in jobs]
+            outcomes = [self._apply_group(key, group, current, now, consistent) for key, group, current in jobs]
         else:
             with ThreadPoolExecutor(max_workers=min(self._limits.workers, len(jobs))) as pool:
-                outcomes = list(pool.map(lambda job: self._apply_group(job[0], job[1], job[2], now), jobs))
+                outcomes = list(pool.map(lambda job: self._apply_group(job[0], job[1], job[2], now, consistent), jobs))
         return out + [r for group in outcomes for r in group]
 
     # --- the writes: one conditional write per record change ------------------------------------
 
     def _apply_group(
-        self, key: RecordKey, planned: list[_Planned], current: Record | None, now: float
+        self, key: RecordKey, planned: list[_Planned], current: Record | None, now: float, fresh: bool = True
     ) -> list[EventResult]:
         """The events of one record, in order. A fault stops the group: the rest are `retry` too,
-        so a resend applies them in their order."""
+        so a resend applies them in their order. ``fresh``: ``current`` was read consistently (else
+        it may be stale, until this group writes the record or reads it again)."""
         out: list[EventResult] = []
         for position, p in enumerate(planned):
             try:
-                result, current = self._apply_one(key, p, current, now)
+                result, current, fresh = self._apply_one(key, p, current, now, fresh)
             except StoreUnavailable as exc:
                 return out + [_retry(q, f"store unavailable ({exc.code})") for q in planned[position:]]
             except Exception as exc:  # a bug must not turn applied neighbours into a 500
@@ -267,8 +271,13 @@ class IngestService:
         return out
 
     def _apply_one(
-        self, key: RecordKey, p: _Planned, current: Record | None, now: float
-    ) -> tuple[EventResult, Record | None]:
+        self, key: RecordKey, p: _Planned, current: Record | None, now: float, fresh: bool
+    ) -> tuple[EventResult, Record | None, bool]:
+        """One event on its record; the record after it, and whether that is known to be the stored one.
+        A stale read is safe for an answer that writes: the write is conditional on the version read, so
+        a stale one only loses the write, and the record is read again (consistently) and the event
+        decided again. An answer that writes nothing is given on a consistent read only. A duplicate's
+        may rest on any read: an event id the record holds was applied, however stale the read."""
         event_id = p.event_id
 
         def done(status: Outcome, reason: str | None = None) -> EventResult:
@@ -276,21 +285,26 @@ class IngestService:
 
         for _ in range(MAX_ATTEMPTS):
             if current is not None and timers.seen_before(current.seen, event_id):
-                return done(Outcome.DUPLICATE, "event_id already applied"), current
+                return done(Outcome.DUPLICATE, "event_id already applied"), current, fresh
             outcome, reason, changed = self._decide(key, p, current, now)
             if changed is None and (event_id is None or current is None):
-                return done(outcome, reason), current
+                if not fresh:  # nothing to write: make sure of the record before answering
+                    current, fresh = self._store.load([key]).get(key), True
+                    continue
+                return done(outcome, reason), current, fresh
             base = changed if changed is not None else current
             assert base is not None
-            record = base.model_copy(update={"seen": timers.remember(base.seen, event_id)})
             expected = current.version if current is not None else 0
+            # one copy: the event id remembered, and the version the store writes
+            record = base.model_copy(update={"seen": timers.remember(base.seen, event_id), "version": expected + 1})
             try:
                 self._store.save(record, expected)
-            except VersionConflict:
-                current = self._store.load([key]).get(key)  # someone else won: read again, decide again
+            except VersionConflict:  # someone else won, or the read was stale: read again, decide again
+                current, fresh = self._store.load([key]).get(key), True
                 continue
-            return done(outcome, reason), record.model_copy(update={"version": expected + 1})
-        return done(Outcome.RETRY, "the timer kept changing under concurrent writes; send this event again"), current
+            return done(outcome, reason), record, True
+        retry = done(Outcome.RETRY, "the timer kept changing under concurrent writes; send this event again")
+        return retry, current, fresh
 
     def _decide(
         self, key: RecordKey, p: _Planned, current: Record | None, now: float

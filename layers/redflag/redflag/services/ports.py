@@ -50,9 +50,10 @@ class FlagResult(StrEnum):
 
 
 class TimerStore(Protocol):
-    def load(self, keys: Sequence[RecordKey]) -> dict[RecordKey, Record]:
-        """The stored records for ``keys`` (absent ones left out), read consistently, in as few
-        calls as the store allows. Raises StoreUnavailable."""
+    def load(self, keys: Sequence[RecordKey], consistent: bool = True) -> dict[RecordKey, Record]:
+        """The stored records for ``keys`` (absent ones left out), in as few calls as the store allows;
+        read consistently unless ``consistent`` is False (then a record may be a little stale: only a
+        write conditional on its version may rest on it). Raises StoreUnavailable."""
         ...
 
     def save(self, record: Record, expected_version: int) -> None:
