@@ -134,26 +134,25 @@ class IngestService:
         return _Planned(index, event, at, rule.for_segment(event.user.segment))
 
     def _with_thresholds(self, planned: list[_Planned]) -> list[_Planned]:
-        """Starts under a learned threshold get it from the task's durations: one cached read of the
-        distributions the request needs, however many events ask."""
-        wanted = {
-            (p.event.task, p.event.user.segment)
-            for p in planned
-            if p.rule is not None and kinds.get(p.rule.kind).learns(p.rule, EventType(p.event.type))
+        """Runs armed under a learned threshold get it from the durations their kind names (a task's own,
+        a funnel step's): one cached read of the distributions the request needs, however many events ask."""
+        asks = {
+            i: learned
+            for i, p in enumerate(planned)
+            if p.rule is not None and (learned := kinds.get(p.rule.kind).learning(p.rule, p.event)) is not None
         }
-        if not wanted:
+        if not asks:
             return planned
-        keys = sorted({(task, seg) for task, segment in wanted for seg in ([segment] if segment else []) + [ALL]})
+        segments = {i: planned[i].event.user.segment for i in asks}
+        keys = sorted({(name, seg) for i, (name, _) in asks.items() for seg in [segments[i] or ALL, ALL]})
         try:
             found = self._baselines.histograms(keys) if self._baselines is not None else {}
         except StoreUnavailable:
             found = {}  # learning is best effort: the fallback threshold applies
-        out = []
-        for p in planned:
-            if p.rule is not None and (p.event.task, p.event.user.segment) in wanted:
-                per_segment = {seg: hist for (task, seg), hist in found.items() if task == p.event.task}
-                p = replace(p, threshold=threshold_for(p.rule, p.event.user.segment, per_segment))
-            out.append(p)
+        out = list(planned)
+        for i, (name, rule) in asks.items():
+            per_segment = {seg: hist for (task, seg), hist in found.items() if task == name}
+            out[i] = replace(planned[i], threshold=threshold_for(rule, segments[i], per_segment))
         return out
 
     # --- the store: one batched read, then the writes ------------------------------------------
