@@ -133,7 +133,9 @@ def test_a_funnel_rule_is_checked_naming_the_step_field(steps, field):
 
 def test_a_funnel_takes_no_task_threshold():
     with pytest.raises(ValueError, match="threshold_seconds"):
-        Rule(kind="funnel", label="x", threshold_seconds=60, steps=[{"name": "a", "threshold_seconds": 1}, {"name": "b"}])
+        Rule(
+            kind="funnel", label="x", threshold_seconds=60, steps=[{"name": "a", "threshold_seconds": 1}, {"name": "b"}]
+        )
 
 
 def test_a_learned_step_threshold_reads_its_steps_row():
