@@ -98,6 +98,7 @@ def test_back_under_the_recovery_level_makes_one_recovered_between_the_levels_no
     assert (report.crossed, report.recovered) == (0, 1)
     assert check(shop, flags, T0 + 3 * 3600 + SETTLE + 60).recovered == 0
     crossed, recovered = changes(flags)
+    assert crossed.status == "crossed"
     assert (recovered.n, recovered.rate, recovered.status, severity(recovered)) == (2, 5.0, "recovered", "info")
 
 
