@@ -482,6 +482,13 @@ class LocalStack:
         self.run_async_invokes()
         return out
 
+    def check_rates(self) -> dict[str, Any]:
+        """One scheduled run of the rate check (its changes reach the alerts function with the stream)."""
+        out: dict[str, Any] = self.invoke(
+            self.template.function_for("rates_to_flags"), sample_event("rates_to_flags/scheduled.json")
+        )
+        return out
+
     def run_async_invokes(self) -> list[Any]:
         """Run what was invoked asynchronously (Lambda's event queue), in order, now."""
         by_name = {self.physical[f]: f for f in self.functions}
