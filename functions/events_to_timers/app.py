@@ -10,10 +10,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redflag.adapters.observability import count_outcomes, logger, metrics, tracer
 from redflag.core.events import ErrorBody, EventBatch, IngestResponse
-from redflag.edge.api import normalize_content_type, register_error_handlers, safe_json
+from redflag.edge.api import normalize_content_type, object_json, register_error_handlers
 from redflag.edge.wiring import ingest_service
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=safe_json)
+BODY_SHAPE = 'send {"events": [...]} (1-100 events) or one event object'
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=object_json(BODY_SHAPE))
 register_error_handlers(app)
 service = ingest_service()
 
@@ -28,9 +29,13 @@ def _doc(description: str, model: type) -> OpenAPIResponse:
     tags=["events"],
     responses={
         202: _doc("One result per event, in order; send the events marked `retry` again", IngestResponse),
-        400: _doc("The body is not JSON", ErrorBody),
+        400: _doc("The body is not JSON, or held bytes that are not UTF-8", ErrorBody),
         415: _doc("The content type is not JSON", ErrorBody),
-        422: _doc("The envelope is invalid; the message names the field", ErrorBody),
+        422: _doc(
+            "The envelope is invalid (no `events`, 0 or more than 100, not a JSON object); the message names the "
+            "field. An invalid event is not a 422: it is answered `rejected` in the 202",
+            ErrorBody,
+        ),
         500: _doc("Nothing was applied; the request can be sent again", ErrorBody),
         503: _doc("No event could be applied now (every one is `retry`); send the request again", IngestResponse),
     },

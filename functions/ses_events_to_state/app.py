@@ -1,5 +1,6 @@
 """SES events (the configuration set's event destination, an SNS topic) -> suppression markers, one CS
-notice per suppressed address, and a metric per event type.
+notice per suppressed address, the email's rule's response counts (sent, delivered, bounced, complained,
+clicked: once per email and measure, in the stats table), and a metric per event type.
 
 SNS invokes this function asynchronously, one SES record a message. A passing failure (the table
 throttled, the CS topic down) raises: Lambda retries the invocation twice, then sends it to its
@@ -29,6 +30,7 @@ KIND_METRICS = {
     "ses_suppressed": "SesOnSuppressionList",
     "complaint": "SesComplaint",
     "complaint_not_spam": "SesComplaintNotSpam",
+    "send": "SesSend",
     "delivery": "SesDelivery",
     "delivery_delay": "SesDeliveryDelay",
     "reject": "SesReject",

@@ -7,7 +7,9 @@
 - ``PUT /v1/users/{user_id}/subscription``: ``{"subscribed": false|true, "email": optional}``.
 - ``DELETE /v1/users/{user_id}``: erase what Red Flag holds for the user (``redflag.services.users``).
 
-A forged, altered, expired or malformed token is a **403** that never echoes the token. The HTML
+A forged, altered, expired or malformed token is a **403** that never echoes the token; so is anything
+else wrong with a request to ``/v1/unsubscribe`` (a repeated ``token``, a token that is not ASCII): that
+route answers an HTML page, always, never JSON. The HTML
 pages escape every value, forbid scripts, framing and referrers (the URL carries the token), and are
 never cached. Errors otherwise follow ``redflag.edge.api``: 400 bad JSON, 415 not JSON, 422 naming the
 field, 503 when storage is busy (nothing was written that matters: send again), 500 otherwise.
@@ -28,14 +30,21 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redflag.adapters.observability import logger, metrics, tracer
-from redflag.core.events import describe_errors, field_of
 from redflag.core.unsubscribe import InvalidToken
-from redflag.edge.api import LIMIT_WORDS, UNSUPPORTED, error, is_json, normalize_content_type, safe_json
+from redflag.edge.api import (
+    UNSUPPORTED,
+    NotAnObject,
+    error,
+    invalid_request,
+    normalize_content_type,
+    not_an_object,
+    object_json,
+)
 from redflag.edge.wiring import users_service
 from redflag.services.ports import StoreUnavailable
 from redflag.services.users import Erasure, Subscription, SubscriptionChange, user_id_error
 
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=safe_json)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=object_json("send one JSON object"))
 service = users_service()
 
 HTML = "text/html; charset=utf-8"
@@ -153,21 +162,21 @@ def _public() -> bool:
 
 @app.exception_handler(RequestUnsupportedContentType)
 def _unsupported(_exc: RequestUnsupportedContentType) -> Response:
+    if _public():  # the HTML route answers HTML, always
+        return _refused(InvalidToken("malformed"))
     return error(415, UNSUPPORTED)
 
 
 @app.exception_handler(RequestValidationError)
 def _invalid_request(exc: RequestValidationError) -> Response:
-    if not is_json(app.current_event.headers.get("content-type")):  # never echo a form
-        return error(415, UNSUPPORTED)
-    errors = list(exc.errors())
-    bad_json = [e for e in errors if e.get("type") == "json_invalid"]
-    if bad_json:
-        why = str((bad_json[0].get("ctx") or {}).get("error") or "")
-        limit = why if why.startswith(LIMIT_WORDS) else None
-        return error(400, f"body: not valid JSON ({limit})" if limit else "body: not valid JSON")
-    slim = [{"field": field_of(e), "message": e.get("msg")} for e in errors]
-    return error(422, describe_errors(errors), slim)
+    if _public():  # its only input is the query's token: a repeated `token` is a malformed link (403 page)
+        return _refused(InvalidToken("malformed"))
+    return invalid_request(exc, app.current_event.headers.get("content-type"))  # a form: 415, never echoed
+
+
+@app.exception_handler(NotAnObject)
+def _not_an_object(exc: NotAnObject) -> Response:
+    return not_an_object(exc)
 
 
 @app.not_found

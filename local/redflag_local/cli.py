@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from redflag.core.events import EventType
+from redflag.core.events import MAX_EVENTS, EventType
 from redflag_local.ops.events_send import RETRY_DELAYS
 from redflag_local.ops.rules_cli import app as rules_app
 from redflag_local.ops.rules_cli import preview as rules_preview
@@ -38,12 +38,13 @@ def demo(
     seed: int = typer.Option(7, help="Random seed for the traffic"),
     speed: float = typer.Option(600, min=0, help="Simulated seconds per real second (0 = no waiting)"),
     show: int = typer.Option(3, min=0, help="How many emails to print in full"),
+    segment: bool = typer.Option(False, "--segment", help="Scene 2 through the Segment SDK and the tracking API"),
 ) -> None:
     """Run the whole pipeline on moto, on a simulated clock, and show what it sent."""
     from redflag_local.standin import demo as demo_mod
 
     warnings.filterwarnings("ignore")
-    demo_mod.run(users=users, seed=seed, speed=speed, show=show)
+    demo_mod.run(users=users, seed=seed, speed=speed, show=show, segment=segment)
 
 
 @app.command()
@@ -53,6 +54,10 @@ def serve(
     outbox: Annotated[Path, typer.Option(file_okay=False, help="Folder for alerts: .eml emails, .json CS")] = OUTBOX,
     rules_dir: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Rules to put in SSM")] = RULES_DIR,
     api_key: Annotated[str | None, typer.Option(help="Require this x-api-key, like the deployed API")] = None,
+    write_key: Annotated[
+        list[str] | None,
+        typer.Option(help="The tracking API's write key (repeatable: several at once, as while rotating one)"),
+    ] = None,
     tick: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds between sweeps and stream deliveries")] = 1.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the functions' Powertools logs")] = False,
     parameter: Annotated[
@@ -72,11 +77,24 @@ def serve(
         parameters[name] = value
     try:
         serve_mod.run(
-            host, port, outbox, rules_dir, api_key=api_key, tick_seconds=tick, verbose=verbose, parameters=parameters
+            host,
+            port,
+            outbox,
+            rules_dir,
+            api_key=api_key,
+            write_keys=write_key,
+            tick_seconds=tick,
+            verbose=verbose,
+            parameters=parameters,
         )
     except serve_mod.ServeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+class Dialect(StrEnum):
+    redflag = "redflag"
+    segment = "segment"
 
 
 @app.command()
@@ -100,34 +118,63 @@ def events(
     retries: Annotated[
         int, typer.Option(min=0, max=10, help="Resends of events answered retry (backoff 0.5 s, 1 s, 2 s, ...)")
     ] = len(RETRY_DELAYS),
+    dialect: Annotated[
+        Dialect,
+        typer.Option(help="redflag: POST /v1/events; segment: Segment Spec messages to POST /v1/batch (write key)"),
+    ] = Dialect.redflag,
+    write_key: Annotated[
+        str | None, typer.Option(envvar="REDFLAG_WRITE_KEY", help="segment: the write key (Basic auth username)")
+    ] = None,
+    track: Annotated[str | None, typer.Option("--event", help="segment: one track call from flags, its name")] = None,
 ) -> None:
     """Send events (a file, or one built from flags) and print each event's result; exit 1 if any failed.
 
-    Events without an event_id get one (unless --no-event-ids), so what is answered retry is resent safely."""
+    Events without an event_id get one (unless --no-event-ids), so what is answered retry is resent safely.
+    With --dialect segment the file holds Segment Spec messages (track, identify, ...) and messageId is the id."""
     from rich.console import Console
 
     from redflag_local.ops import events_send as es
 
-    flags = [type_, task, user_id, email, name, instance_id, event_id]
+    spoken = es.DIALECTS[dialect.value]
     try:
-        target = es.events_url(url)
-        if file is not None:
-            if any(v is not None for v in flags):
-                raise es.EventsInputError("give a FILE or --type/--task/--user-id, not both")
-            batch = es.load_events(file)
-        elif type_ is None or task is None or user_id is None:
-            raise es.EventsInputError("give a FILE, or --type, --task and --user-id for one event")
+        target = es.events_url(url, spoken)
+        if spoken.spec:
+            flags = [track, user_id, email, name, event_id]
+            if any(v is not None for v in (type_, task, instance_id)):
+                raise es.EventsInputError("--dialect segment: give --event (a track call's name), not --type/--task")
+            if file is not None:
+                if any(v is not None for v in flags):
+                    raise es.EventsInputError("give a FILE or --event/--user-id, not both")
+                batch = es.load_events(file, spoken)
+            elif track is None or user_id is None:
+                raise es.EventsInputError("give a FILE, or --event and --user-id for one track call")
+            else:
+                batch = [es.build_track(track, user_id, email, name, event_id)]
         else:
-            batch = [es.build_event(type_.value, task, user_id, email, name, instance_id, event_id)]
+            flags = [type_, task, user_id, email, name, instance_id, event_id]
+            if track is not None:
+                raise es.EventsInputError("--event is a track call's name: with --dialect segment")
+            if file is not None:
+                if any(v is not None for v in flags):
+                    raise es.EventsInputError("give a FILE or --type/--task/--user-id, not both")
+                batch = es.load_events(file)
+            elif type_ is None or task is None or user_id is None:
+                raise es.EventsInputError("give a FILE, or --type, --task and --user-id for one event")
+            else:
+                batch = [es.build_event(type_.value, task, user_id, email, name, instance_id, event_id)]
     except es.EventsInputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if event_ids:
-        batch = es.with_event_ids(batch)
+        batch = es.with_event_ids(batch, spoken.id_field)
     console = Console()
     delays = tuple(RETRY_DELAYS[0] * 2**k for k in range(retries))
-    outcomes = es.send(target, batch, api_key, timeout, delays=delays, on_retry=es.print_retry(console))
-    if not es.report(outcomes, len(batch), console):
+    key = write_key if spoken.spec else api_key
+    size = es.SEGMENT_MAX_MESSAGES if spoken.spec else MAX_EVENTS
+    outcomes = es.send(
+        target, batch, key, timeout, size, delays=delays, on_retry=es.print_retry(console), dialect=spoken
+    )
+    if not es.report(outcomes, len(batch), console, spoken):
         raise typer.Exit(1)
 
 
@@ -140,7 +187,10 @@ class ReportFormat(StrEnum):
 @app.command()
 def report(
     fmt: Annotated[ReportFormat, typer.Option("--format", help="table, json or md")] = ReportFormat.table,
-    plot: Annotated[Path | None, typer.Option(dir_okay=False, help="Also draw the duration histograms (PNG)")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(dir_okay=False, help="Also draw the duration histograms and the did-it-help intervals (PNG)"),
+    ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Report on `redflag demo`'s two weeks (run quietly)")] = False,
     endpoint: Annotated[str, typer.Option(help="A running `redflag serve`")] = "http://127.0.0.1:3000",
     profile: Annotated[str | None, typer.Option(help="AWS profile: report on a deployed stack")] = None,

@@ -6,6 +6,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,10 +105,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory):
-    """`python -m redflag_local.cli serve` on a free port, with a 1-second rule; always stopped."""
-    base = tmp_path_factory.mktemp("serve")
+@contextmanager
+def running_serve(base: Path, *args: str, api_key: str | None = None):
+    """`python -m redflag_local.cli serve` on a free port with a 1-second rule (and ``args``), its outbox
+    and log in ``base``; yields a Served once it answers, always stopped."""
     rules = base / "rules"
     rules.mkdir()
     (rules / "quick.yaml").write_text(yaml.safe_dump(QUICK))
@@ -117,15 +118,17 @@ def served(tmp_path_factory):
     cmd = [sys.executable, "-m", "redflag_local.cli", "serve", "--port", str(port)]
     cmd += ["--outbox", str(base / "outbox"), "--rules-dir", str(rules)]
     cmd += ["--parameter", "QuietHours=off"]  # emails go out whatever the hour the tests run at
+    cmd += [*args, *(["--api-key", api_key] if api_key else [])]
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ | {"COLUMNS": "200"})
     server = Served(f"http://127.0.0.1:{port}", base / "outbox", log, process)
+    ready = urllib.request.Request(server.url + "/local/rules", headers={"x-api-key": api_key} if api_key else {})
     try:
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, f"redflag serve exited:\n{server.output()}"
             try:
-                with urllib.request.urlopen(server.url + "/local/rules", timeout=1):
+                with urllib.request.urlopen(ready, timeout=1):
                     break
             except OSError:
                 assert time.monotonic() < deadline, f"redflag serve did not answer in 60 s:\n{server.output()}"
@@ -138,6 +141,13 @@ def served(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """`python -m redflag_local.cli serve` on a free port, with a 1-second rule; always stopped."""
+    with running_serve(tmp_path_factory.mktemp("serve")) as server:
+        yield server
 
 
 # --- `redflag dlq` against the local stack ------------------------------------------------------

@@ -38,6 +38,63 @@ def test_101_events_are_refused_whole(stack):
     assert "100" in out["message"]
 
 
+def test_a_bare_json_array_is_refused_whole_never_cut_to_its_first_event(stack):
+    """Issue 14, defect 1: ``[evA, evB]`` was answered 202 with one result (Powertools' body normalisation
+    took ``value[0]``): every event after the first dropped, and 150 never met the 100-event limit."""
+    for body in ([started("u-a"), started("u-b")], [started(f"u-many-{i}") for i in range(150)]):
+        code, out = stack.post_events(body)
+        assert code == 422, out
+        assert out["message"] == 'body: a JSON array; send {"events": [...]} (1-100 events) or one event object'
+        assert out["errors"] == [{"field": "body", "message": out["message"].removeprefix("body: ")}]
+    assert timers_of(stack) == {}
+
+
+def test_error_bodies_are_bounded_however_large_the_request(stack):
+    """Issue 14, defect 2: every unknown key was listed twice, so a 1.8 MB request got a 6 MB 422 (past
+    Lambda's 6 MB response limit on AWS: a 502, and the 5xx alarm). The first 10 problems and a count."""
+    unknown = {f"k{i:06d}": 0 for i in range(130_000)}
+    body = json.dumps({"events": [started("u-big")]} | unknown)
+    assert len(body) > 1_800_000
+    code, out = stack.post_events(body, raw=True)
+    assert code == 422
+    assert len(json.dumps(out)) < 4_000
+    assert [e["field"] for e in out["errors"]] == [f"k{i:06d}" for i in range(10)]
+    assert out["error_count"] == 130_000
+    assert out["message"].startswith("k000000: Extra inputs are not permitted; k000001:")
+    assert out["message"].endswith("; and 129990 more")
+
+    # the same inside each event: one rejected result per event, each reason bounded (202, not 6 MB)
+    many = {f"k{i:05d}": 0 for i in range(1_300)}
+    code, out = stack.post_events({"events": [started(f"u{i}") | many for i in range(100)]})
+    assert code == 202 and out["rejected"] == 100
+    assert len(json.dumps(out)) < 100 * 700
+    assert out["results"][0]["reason"].endswith("; and 1290 more")
+    assert timers_of(stack) == {}
+
+
+def test_a_body_that_was_not_utf8_is_a_400_not_silently_changed(stack):
+    """Issue 14, defect 5: bytes that are not UTF-8 reach the function as U+FFFD (API Gateway replaces
+    them, as `redflag serve` does) and were stored as such. Written escaped, U+FFFD is a value like any."""
+    replaced = '{"type": "task_started", "task": "create_landing_page", "user_id": "u-\ufffd"}'
+    code, out = stack.post_events(replaced, raw=True)
+    assert (code, out["message"]) == (400, "body: not valid UTF-8 (bytes that are not UTF-8 arrive as U+FFFD)")
+    assert timers_of(stack) == {}
+    code, out = stack.post_events(replaced.replace("\ufffd", "\\ufffd"), raw=True)
+    assert code == 202 and out["results"][0]["status"] == "armed"
+
+
+def test_an_occurred_at_that_is_not_rfc_3339_rejects_its_event_not_the_request(stack):
+    """Issue 14, defect 5: epoch numbers (read as milliseconds), ``+0530`` and a space separator were
+    accepted; now each is its event's ``rejected``, next to an armed neighbour (a 202, not a 4xx)."""
+    odd = [1800000000000, "2027-01-15T08:00:00+0530", "2027-01-15 08:00:00+00:00"]
+    events = [started(f"u-at-{i}", occurred_at=at) for i, at in enumerate(odd)] + [started("u-at-ok")]
+    code, out = stack.post_events({"events": events})
+    assert code == 202
+    assert [r["status"] for r in out["results"]] == ["rejected"] * 3 + ["armed"]
+    assert all(r["reason"].startswith("occurred_at: Value error, must be an RFC 3339") for r in out["results"][:3])
+    assert set(timers_of(stack)) == {"u-at-ok"}
+
+
 def test_bad_events_are_rejected_one_by_one_and_good_ones_stored(stack):
     now = stack.clock()
     future = datetime.fromtimestamp(now + 3600, UTC).isoformat()

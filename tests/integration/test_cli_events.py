@@ -207,3 +207,114 @@ def test_an_answer_without_a_result_per_event_fails(tmp_path):
     assert result.exit_code == 1 and len(received) == 1
     assert "HTTP 202: the answer does not hold one result per event" in result.output
     assert "0 accepted, 0 rejected, 1 not sent" in result.output
+
+
+# --- the Segment dialect: Segment Spec messages to /v1/batch, against a fake receiver ----------------
+
+
+@contextmanager
+def fake_segment(*answers):
+    """POST /v1/batch as the Segment HTTP Tracking API takes it: the n-th request gets
+    ``answers[n](messages)`` -> (status, body, headers); the last repeats. Yields (base URL, requests:
+    (path, Authorization, body))."""
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path, self.headers.get("Authorization"), self.headers["Content-Type"], body))
+            status, out, headers = answers[min(len(received), len(answers)) - 1](body["batch"])
+            data = json.dumps(out).encode()
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+SUCCESS = lambda batch: (200, {"success": True}, None)  # noqa: E731  # what Segment itself answers
+BASIC_WK = "Basic " + __import__("base64").b64encode(b"wk-123:").decode()  # the write key, an empty password
+
+
+def per_message(batch, retry=()):
+    """What Red Flag's tracking API answers: one result per message (``retry``: these positions)."""
+    results = [
+        {"index": i, "status": "retry" if i in retry else "armed", "message_id": m.get("messageId"), "reason": None}
+        for i, m in enumerate(batch)
+    ]
+    return {"success": not retry, "results": results, "accepted": len(batch) - len(retry), "rejected": 0,
+            "retry": len(retry)}  # fmt: skip
+
+
+def test_the_segment_dialect_posts_spec_batches_with_the_write_key(tmp_path):
+    given = {"type": "identify", "userId": "u-seg-1", "traits": {"email": "ada@example.com"}, "messageId": "m-1"}
+    tracks = [{"type": "track", "event": "Landing Page Started", "userId": f"u-seg-{i}"} for i in range(249)]
+    file = write_events(tmp_path, {"batch": [given, *tracks]})
+    with fake_segment(SUCCESS) as (url, received):
+        result = events("--url", url, "--dialect", "segment", "--write-key", "wk-123", file)  # a bare host
+    assert result.exit_code == 0, result.output
+    assert [len(body["batch"]) for *_, body in received] == [100, 100, 50]  # at most 100 a batch
+    for path, auth, content_type, body in received:
+        assert (path, auth, content_type) == ("/v1/batch", BASIC_WK, "application/json")
+        assert set(body) == {"batch", "sentAt"} and body["sentAt"].endswith("+00:00")
+    sent = [m for *_, body in received for m in body["batch"]]
+    assert sent[0] == given and all(HEX_ID.fullmatch(m["messageId"]) for m in sent[1:])  # ids added, kept
+    assert "250 accepted, 0 rejected, 0 not sent" in result.output and "sent" in result.output
+    assert "Landing Page Started" in result.output and "ada@example.com" not in result.output  # ids only
+
+    big = [
+        {"type": "track", "event": "Big", "userId": f"u-big-{i}", "properties": {"x": "y" * 30_000}} for i in range(40)
+    ]
+    with fake_segment(SUCCESS) as (url, received):
+        assert events("--url", url + "/v1/batch", "--dialect", "segment", write_events(tmp_path, big)).exit_code == 0
+    sizes = [len(json.dumps(body)) for *_, body in received]
+    assert len(received) == 3 and max(sizes) <= 500 * 1024  # the Spec's 500 KB a batch
+    assert received[0][1] is None  # no write key given: no Authorization (the receiver answers 401)
+
+
+def test_the_segment_dialect_resends_only_what_is_to_retry_and_stops_on_a_401(tmp_path):
+    one = ["--dialect", "segment", "--event", "Landing Page Started", "--user-id", "u-seg-r", "--email", "r@x.io"]
+    three = write_events(tmp_path, [{"type": "track", "event": "E", "userId": f"u-r-{i}"} for i in range(3)])
+    flaky = lambda b: (503, per_message(b, retry=(1,)), {"Retry-After": "0"})  # noqa: E731
+    with fake_segment(flaky, lambda b: (200, per_message(b), None)) as (url, received):
+        result = events("--url", url, "--dialect", "segment", three)
+    assert result.exit_code == 0, result.output
+    assert [len(body["batch"]) for *_, body in received] == [3, 1]
+    assert received[1][3]["batch"] == [received[0][3]["batch"][1]]  # the retry message, its messageId kept
+    assert "retry: 1 event(s) (#1) again" in result.output and "3 accepted" in result.output
+
+    crash = lambda b: (500, {"code": "internal", "message": "send the batch again"}, None)  # noqa: E731
+    with fake_segment(crash, SUCCESS) as (url, received):
+        result = events("--url", url, *one)  # one track call from flags
+    assert result.exit_code == 0 and len(received) == 2 and received[0][3]["batch"] == received[1][3]["batch"]
+    (message,) = received[0][3]["batch"]
+    assert message["type"] == "track" and message["event"] == "Landing Page Started"
+    assert message["userId"] == "u-seg-r" and message["context"] == {"traits": {"email": "r@x.io"}}
+
+    refused = lambda b: (401, {"code": "unauthorized", "message": "not a write key of this stack"}, None)  # noqa: E731
+    with fake_segment(refused) as (url, received):
+        result = events("--url", url, *one, "--write-key", "wrong")
+    assert result.exit_code == 1 and len(received) == 1
+    assert "HTTP 401: not a write key of this stack" in result.output and "wrong" not in result.output
+    for args, message in [
+        (["--dialect", "segment", "--type", "task_started", "--task", "t", "--user-id", "u"], "give --event"),
+        (["--event", "E", "--user-id", "u"], "with --dialect segment"),
+        (["--dialect", "segment", "--event", "E"], "--event and --user-id"),
+    ]:
+        result = events("--url", "http://127.0.0.1:9", *args)
+        assert result.exit_code == 1 and message in result.output, (args, result.output)

@@ -4,13 +4,17 @@ time as an .eml and a .json file in the outbox."""
 import json
 import socket
 import time
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
+import pytest
 from typer.testing import CliRunner
 
 from redflag_local.cli import app
+from redflag_local.ops.report import from_server
+from redflag_local.ops.rules_sync import LocalServerRuleStore
 from redflag_local.standin.serve import READ_TIMEOUT_SECONDS, LocalServer
-from tests.integration.conftest import started
+from tests.integration.conftest import running_serve, started
 
 
 def wait_for_files(folder, pattern, predicate, timeout=30.0):
@@ -113,6 +117,12 @@ def test_bad_events_are_rejected_one_by_one(served):
     assert (out["accepted"], out["rejected"]) == (1, 1)
 
 
+def test_a_body_that_is_not_utf8_is_a_400(served):
+    """Issue 14, defect 5, over HTTP: the byte 0xFF was replaced (as API Gateway does) and stored."""
+    status, out, _ = served.post(b'{"type": "task_started", "task": "quick", "user_id": "u-\xff"}')
+    assert (status, out["message"]) == (400, "body: not valid UTF-8 (bytes that are not UTF-8 arrive as U+FFFD)")
+
+
 def read_answer(conn, limit):
     """Everything the server sends until it closes the connection (or ``limit`` seconds pass)."""
     conn.settimeout(limit)
@@ -153,6 +163,89 @@ def test_an_api_key_is_required_when_given(tmp_path):
     assert (answer.status, json.loads(answer.body)) == (403, {"message": "Forbidden"})
     answer = server.handle("POST", "/v1/events", [("X-Api-Key", "wrong")], b"{}", "127.0.0.1")
     assert answer.status == 403
+
+
+LOCAL_KEY = "k-local-123"
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """A second `redflag serve`, given an API key (its clock barely ticks: only /local is asked here)."""
+    with running_serve(tmp_path_factory.mktemp("keyed"), "--tick", "60", api_key=LOCAL_KEY) as server:
+        yield server
+
+
+def test_local_routes_need_the_api_key_and_a_host_naming_this_server(keyed):
+    """Issue 14: /local/* answered anyone, under any Host, even with --api-key (a page whose name was
+    rebound to 127.0.0.1 could read the report and change rules from a browser)."""
+    key = {"x-api-key": LOCAL_KEY}
+    rule = json.dumps({"label": "changed", "threshold_seconds": 99})
+    routes = [("/local/rules", "GET", None), ("/local/report", "GET", None), ("/local/rules/quick", "PUT", rule)]
+    routes += [("/local/rules/quick", "DELETE", None)]
+    for headers in ({}, {"x-api-key": "wrong"}, {"X-Api-Key": LOCAL_KEY[:-1]}):
+        for path, method, body in routes:
+            status, out, _ = keyed.post(body, path=path, method=method, headers=headers)
+            assert (status, out) == (403, {"message": "Forbidden"}), (path, method, headers)
+    port = int(keyed.url.rsplit(":", 1)[1])
+    for host in ("evil.example", "localhost.evil.example", "127.0.0.1.nip.io", "localhost", f"127.0.0.1:{port + 1}"):
+        for path, method, body in routes:
+            named = host if ":" in host or host == "localhost" else f"{host}:{port}"
+            status, out, _ = keyed.post(body, path=path, method=method, headers=key | {"Host": named})
+            assert status == 403 and out["message"].startswith("Host:"), (named, path, method)
+
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}"):
+        status, out, _ = keyed.post(None, path="/local/rules", method="GET", headers=key | {"Host": host})
+        assert status == 200 and json.loads(out["rules"]["quick"])["threshold_seconds"] == 1  # nothing changed
+    status, out, _ = keyed.post(None, path="/local/report", method="GET", headers=key)
+    assert status == 200 and "tasks" in out
+    # the clients of /local send REDFLAG_API_KEY (here given)
+    assert "quick" in LocalServerRuleStore(keyed.url, api_key=LOCAL_KEY).read()
+    assert from_server(keyed.url, api_key=LOCAL_KEY) is not None
+    log = keyed.output()
+    assert "GET /local/rules -> 403 (API key)" in log and "PUT /local/rules/quick -> 403 (Host)" in log
+    assert LOCAL_KEY not in log
+
+
+def test_a_tick_flags_and_expires_without_scanning_the_table(tmp_path, monkeypatch):
+    """Issue 14: each tick scanned the whole table for TTL (10-15 s at 3,000 open timers, alerts 10 s
+    late). Now the sweeper reads its due index, as deployed, and TTL what the stream says expires when."""
+    import io
+
+    import moto.dynamodb.models as ddb_models
+    from rich.console import Console
+
+    from redflag.kinds import Rule
+
+    scans = []
+    real_scan = ddb_models.DynamoDBBackend.scan
+    monkeypatch.setattr(
+        ddb_models.DynamoDBBackend, "scan", lambda self, *a, **k: scans.append(1) or real_scan(self, *a, **k)
+    )
+    rules = {t: Rule.model_validate({"label": t, "threshold_seconds": s}) for t, s in (("quick", 1), ("slow", 3600))}
+    server = LocalServer(rules, tmp_path / "outbox", tick_seconds=60, console=Console(file=io.StringIO()))
+    server.start()
+    try:
+        stack = server.stack
+        begun = datetime.fromtimestamp(stack.clock() - 5, UTC).isoformat()
+        events = [started(f"u-tick-{i}", task="slow") for i in range(10)]
+        events += [started("u-tick-quick", "q@example.com", task="quick", occurred_at=begun)]
+        assert stack.post_events({"events": events})[0] == 202
+
+        def tick():
+            scans.clear()
+            written = server.tick()
+            assert scans == []  # not one Scan call, from the stand-in or a function
+            return written
+
+        assert [p.name.split("-")[2] for p in tick()] == ["email", "cs"]  # the quick one, due: flagged
+        stack.clock.advance(31 * 86400)  # past the slow ones' due time, and the flagged one's 30 days
+        tick()
+        timers = {i["user_id"]: i["state"] for i in stack.items() if i.get("kind") == "task"}
+        assert timers == {f"u-tick-{i}": "flagged" for i in range(10)}  # swept; the old flagged one expired
+        assert len(list((tmp_path / "outbox").glob("*-cs-*.json"))) == 11
+        assert tick() == []
+    finally:
+        server.stop()
 
 
 def test_serve_refuses_to_start_on_bad_rules_or_a_busy_port(tmp_path):

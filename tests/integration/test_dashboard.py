@@ -16,7 +16,7 @@ WANTED = {
     "CS, Slack, webhook": {"AlertsSentCS", "SlackPosts", "AlertsSentWEBHOOK"},
     "completions after alert": {"CompletedAfterFlag"},
     "SES feedback": {
-        *("SesDelivery", "SesBouncePermanent", "SesBounceTransient", "SesComplaint", "SesReject"),
+        *("SesSend", "SesDelivery", "SesBouncePermanent", "SesBounceTransient", "SesComplaint", "SesReject"),
         *("SesRenderingFailure", "SesDeliveryDelay", "SesClick", "SesOnSuppressionList"),
     },
 }

@@ -1,6 +1,7 @@
 """`make demo` stays true: the two-week story shows every behaviour it announces (issues 9 and 10)."""
 
 import io
+import re
 
 from rich.console import Console
 
@@ -18,10 +19,34 @@ def test_the_demo_shows_every_scene():
     assert story["deferred_until"] == "08:00 Tokyo" and story["deferred_sent"]
     assert story["inactivity_flag"]
     assert story["usage_drop"] == "acme"
+    # hearing back from SES (issue 15): every email sent, all but the bounced one delivered
+    assert story["ses_sent"] == story["emails"] and story["ses_delivered"] == story["emails"] - 1
+    assert story["bounce_suppressed"] and story["complaint_suppressed"] and story["clicks_counted"] == 2
     assert story["slack_posts"] == story["cs_alerts"] > 0  # one Slack message per CS alert, really POSTed
     text = out.getvalue()
     assert "learned threshold takes over" in text and "Where users struggle" in text
     assert "of those held out" in text
+    assert "a hard bounce for" in text and "marked the email as spam" in text and "followed the help link" in text
+    assert re.search(r"completed after the flag: emailed \d+/\d+ .* points, 95% CI .* \(Newcomb\), p ", text, re.S)
+    landing = next(o for o in story["report"].outreach if o.task == "create_landing_page")
+    assert landing.arms[0].clicked == 2 and landing.arms[0].bounced == 1 and landing.arms[0].complained == 1
     assert "#customer-success" in text and "Escalation: user alan" in text
     rows = {(r.task, r.segment) for r in story["report"].tasks}
     assert ("create_landing_page", "all") in rows and ("create_landing_page", "power_user") in rows
+
+
+def test_redflag_demo_segment_sends_the_failing_scene_through_the_segment_sdk():
+    from redflag_local.ops.rules_files import as_parameters, load_rules
+    from redflag_local.standin.stack import LocalStack
+
+    out = io.StringIO()
+    rules, _ = load_rules()
+    with LocalStack(clock_start=demo.MONDAY.timestamp() + 10 * 3600, env_overrides=demo.QUIET) as stack:
+        stack.put_rules(as_parameters(rules))
+        scene = demo.Demo(stack, Console(file=out, width=200), speed=0, segment=True)
+        scene.failing()
+        (email,) = stack.emails()
+    text = out.getvalue()
+    assert "through the Segment SDK" in text and "try #3 failed ('Email Template Failed' via Segment): flagged" in text
+    assert scene.story.failure_flag and scene.story.segment_calls == 5  # identify, started, 3 failures
+    assert email["to"] == "Alan Turing <alan@example.com>"  # the address and name came from identify

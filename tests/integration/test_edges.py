@@ -77,25 +77,55 @@ def test_deep_or_wide_properties_are_rejected_and_the_allowed_depth_alerts(stack
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "shown"),
     [
-        "=?utf-8?q?Bcc=3A_evil=40x=2Ecom?=",
-        "=?utf-8?q?x=0D=0ABcc=3A_evil=40x=2Ecom?=",
-        "Eve <eve@evil.example>, all@corp.example",
-        'Ada "Countess" Lovelace; Bcc: x@y.z',
+        ("=?utf-8?q?Bcc=3A_evil=40x=2Ecom?=", "=?utf-8?q?Bcc=3A_evil=40x=2Ecom?="),
+        ("=?utf-8?q?x=0D=0ABcc=3A_evil=40x=2Ecom?=", "=?utf-8?q?x=0D=0ABcc=3A_evil=40x=2Ecom?="),
+        # an address in a name is no name (issue 15, defect 5): the To line carries no display name
+        ("Eve <eve@evil.example>, all@corp.example", ""),
+        ('Ada "Countess" Lovelace; Bcc: x@y.z', ""),
     ],
 )
-def test_a_display_name_is_text_not_header_syntax(stack, name):
+def test_a_display_name_is_text_not_header_syntax(stack, name, shown):
     stack.post_events(started("victim", "victim@example.com", name))
     stack.tick(901)
     (sent,) = stack.emails()
     raw = sent["message"].as_bytes()
     msg = message_from_bytes(raw, policy=policy.default)
     addresses = msg["To"].addresses
-    assert [(a.display_name, a.addr_spec) for a in addresses] == [(name, "victim@example.com")]
+    assert [(a.display_name, a.addr_spec) for a in addresses] == [(shown, "victim@example.com")]
     assert msg["Bcc"] is None and msg["Cc"] is None
     headers = raw.split(b"\n\n")[0].splitlines()
     assert not [h for h in headers if h.lower().startswith((b"bcc", b"cc:"))]
+
+
+NAMES = [  # (as typed, as kept)
+    ("Ada\r\n", "Ada"),  # what a web form may leave at the end
+    ("A\u200bda", "Ada"),  # a zero-width space
+    ("Ada\u202e Lovelace\x00", "Ada Lovelace"),  # a bidi override, a NUL
+    ("\u200b\r\n", None),  # nothing left: the neutral greeting
+    ("Ada " + "x" * 300, "Ada " + "x" * 252),  # too long: clipped to 256, not refused
+]
+
+
+def test_a_display_name_with_control_characters_never_costs_the_red_flag(stack):
+    """Issue 14, defect 3: such a name rejected the whole event, so the user was never flagged. The event
+    is kept and the name made inert (control and format characters removed, clipped)."""
+    events = [started(f"u-named-{i}", f"named-{i}@example.com", name) for i, (name, _) in enumerate(NAMES)]
+    code, out = stack.post_events({"events": events})
+    assert code == 202 and [r["status"] for r in out["results"]] == ["armed"] * len(NAMES), out
+    kept = {user: timer["user"].get("name") for user, timer in timers_of(stack).items()}
+    assert kept == {f"u-named-{i}": shown for i, (_, shown) in enumerate(NAMES)}
+    stack.tick(901)
+    emails = {str(e["message"]["To"].addresses[0].addr_spec): e for e in stack.emails()}
+    assert len(emails) == len(NAMES) and len(stack.cs_alerts()) == len(NAMES)
+    for i, (_, shown) in enumerate(NAMES):
+        sent = emails[f"named-{i}@example.com"]
+        (to,) = sent["message"]["To"].addresses
+        # kept whole, but a 256-character "name" is no name to greet (issue 15, defect 5): neutral
+        greeted = shown if shown is not None and len(shown) <= 100 else None
+        assert to.display_name == (greeted or "")
+        assert (f"Hi {greeted.split()[0]}," if greeted else "Hi there,") in sent["text"]
 
 
 # --- 4. chat mentions are escaped in every CS field ---------------------------------------------------
@@ -111,9 +141,8 @@ def test_mentions_and_markup_reach_cs_escaped(stack):
     text = json.dumps(alert["message"])
     for raw in ("<!channel>", "<!here>", "<@U123>", "<!everyone>", "<b>", "<x>"):
         assert raw not in text
-    assert alert["message"]["summary"].startswith(
-        "&lt;!channel&gt; &lt;!here&gt; &lt;@U123&gt; has been on pages &amp;"
-    )
+    # a "name" of mentions is no name (issue 15, defect 5): CS is shown the user id, escaped
+    assert alert["message"]["summary"].startswith("u-&lt;@U123&gt; has been on pages &amp; &lt;b&gt;")
     assert alert["message"]["properties"] == {"&lt;!everyone&gt;": "&lt;x&gt;&amp;"}
 
 

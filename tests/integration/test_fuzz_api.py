@@ -157,6 +157,8 @@ def strict_json(text: str | None) -> tuple[bool, Any]:
     """(is it JSON the API reads, the value): RFC 8259 JSON within the API's documented limits."""
     if not text:
         return True, None
+    if "\ufffd" in text:  # what API Gateway puts for bytes that are not UTF-8: a 400 (docs/api.md)
+        return False, None
 
     def too_long(digits: str) -> int:
         if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:

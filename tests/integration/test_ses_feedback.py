@@ -167,7 +167,7 @@ def test_only_this_stacks_configuration_set_feeds_the_function_and_the_reputatio
 
     destination = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].config_set_event_destination[config_set]
     assert sorted(destination["MatchingEventTypes"]) == sorted(
-        ["BOUNCE", "COMPLAINT", "DELIVERY", "REJECT", "RENDERING_FAILURE", "DELIVERY_DELAY", "CLICK"]
+        ["SEND", "BOUNCE", "COMPLAINT", "DELIVERY", "REJECT", "RENDERING_FAILURE", "DELIVERY_DELAY", "CLICK"]
     )
     topic = destination["SnsDestination"]["TopicARN"]
     assert topic == stack.physical["SesEventsTopic"]

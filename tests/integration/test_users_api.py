@@ -199,6 +199,23 @@ def test_a_forged_expired_or_malformed_token_is_a_403_that_echoes_nothing(stack,
     assert markers(stack) == []
 
 
+def test_the_public_route_answers_an_html_4xx_for_any_bad_token(stack):
+    """Issue 14, defect 4: a token holding a lone surrogate was a 500, and a repeated ``token`` parameter
+    a JSON 422 (or 415 under a form's content type) on the HTML route."""
+    for method in ("GET", "POST"):
+        for token in ("\ud800.AAAA", "a.\ud800"):
+            answer = call(stack, method, "/v1/unsubscribe", {"token": token})
+            assert answer.status == 403 and answer.headers["content-type"].startswith("text/html"), answer.body
+            assert "not valid" in answer.body
+        for content_type in (None, FORM, JSON):
+            event = proxy(method, "/v1/unsubscribe", {"token": "b"}, "List-Unsubscribe=One-Click", content_type)
+            event["multiValueQueryStringParameters"] = {"token": ["a", "b"]}
+            answer = Answer(stack.invoke(stack.template.function_for("users_api"), event))
+            assert answer.status == 403 and answer.headers["content-type"].startswith("text/html"), answer.body
+            assert "not valid" in answer.body and answer.headers["cache-control"] == "no-store"
+    assert markers(stack) == []
+
+
 # --- (c) the product opts a user back in -----------------------------------------------------------
 
 
@@ -229,6 +246,24 @@ def test_the_subscription_route_checks_what_it_is_sent(stack):
     assert subscription(stack, "%0A", False).status == 422  # a control character is no user id
     assert call(stack, "GET", "/v1/users/u-ada").status == 404
     assert markers(stack) == []
+
+
+def test_a_json_array_is_refused_not_cut_to_its_first_item(stack):
+    """Issue 14, defect 1, on the subscription PUT: ``[a, b]`` was read as ``a`` alone."""
+    body = json.dumps([{"subscribed": False}, {"subscribed": True}])
+    answer = call(stack, "PUT", "/v1/users/u-ada/subscription", body=body, content_type=JSON)
+    assert answer.status == 422, answer.body
+    assert answer.json()["message"] == "body: a JSON array; send one JSON object"
+    assert markers(stack) == []
+
+
+def test_its_error_bodies_are_bounded_too(stack):
+    """Issue 14, defect 2, on the users API: the first 10 problems and a count."""
+    body = json.dumps({"subscribed": False} | {f"k{i:04d}": 0 for i in range(5_000)})
+    answer = call(stack, "PUT", "/v1/users/u-ada/subscription", body=body, content_type=JSON)
+    assert answer.status == 422 and len(answer.body) < 4_000
+    assert (len(answer.json()["errors"]), answer.json()["error_count"]) == (10, 5_000)
+    assert answer.json()["message"].endswith("; and 4990 more")
 
 
 # --- (d) erasure -------------------------------------------------------------------------------
@@ -314,7 +349,10 @@ def test_a_busy_table_is_a_503_to_send_again(stack):
 # --- (e) which routes need the API key -------------------------------------------------------------
 
 
-def test_only_the_unsubscribe_routes_are_public():
+TRACKING_ROUTES = ("batch", "track", "identify", "group", "page", "screen", "alias", "webhook")
+
+
+def test_only_the_unsubscribe_routes_and_the_write_key_routes_are_public():
     t = Template()
     events = t.sam["Resources"]["UsersApiFunction"]["Properties"]["Events"]
     public = {e["Properties"]["Method"]: e["Properties"].get("Auth") for e in events.values()}
@@ -342,7 +380,7 @@ def test_only_the_unsubscribe_routes_are_public():
         ("/v1/unsubscribe", "post"): False,
         ("/v1/users/{user_id}/subscription", "put"): True,
         ("/v1/users/{user_id}", "delete"): True,
-    }
+    } | {(f"/v1/{route}", "post"): False for route in TRACKING_ROUTES}  # the write key: checked by the function
 
 
 # --- `redflag users` over HTTP ---------------------------------------------------------------------

@@ -41,6 +41,47 @@ def test_each_bad_field_is_named(patch, field):
     assert describe_errors(exc.value.errors()).startswith(f"{field}:")
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        1800000000000,  # an epoch number (pydantic read it as milliseconds)
+        1800000000,
+        "1800000000",
+        "2027-01-15T08:00:00+0530",  # an offset without its colon
+        "2027-01-15 08:00:00+00:00",  # a space for the T
+        "2027-01-15T08:00Z",  # no seconds
+        "2027-01-15",
+        "2027-1-15T08:00:00Z",
+        "2027-01-15T08:00:00.Z",
+        "2027-01-15T08:00:00.1234567890Z",  # more than nanoseconds
+        "\uff12\uff10\uff12\uff17-01-15T08:00:00Z",  # full-width digits
+        "2027-02-30T08:00:00Z",  # no such day
+        "2027-01-15T24:00:00Z",
+        "2027-01-15T08:00:00+24:00",
+        "2027-01-15T08:00:00Z ",
+    ],
+)
+def test_occurred_at_is_rfc_3339_and_nothing_else(value):
+    """Issue 14, defect 5: occurred_at took epoch numbers, ``+0530`` and a space separator."""
+    with pytest.raises(ValidationError) as exc:
+        TaskEvent.model_validate({"type": "task_started", "task": "t", "user_id": "u", "occurred_at": value})
+    assert describe_errors(exc.value.errors()).startswith("occurred_at:")
+
+
+@pytest.mark.parametrize(
+    ("value", "epoch"),
+    [
+        ("2027-01-15T08:00:00Z", 1800000000),
+        ("2027-01-15T13:30:00+05:30", 1800000000),
+        ("2027-01-15T08:00:00.25-00:00", 1800000000.25),  # -00:00: UTC, its local offset unknown
+        ("2027-01-15t08:00:00.123456789z", 1800000000.123456),  # RFC 3339 5.6: T and Z in either case
+    ],
+)
+def test_an_rfc_3339_occurred_at_is_read_exactly(value, epoch):
+    event = TaskEvent.model_validate({"type": "task_started", "task": "t", "user_id": "u", "occurred_at": value})
+    assert event.occurred_at is not None and event.occurred_at.timestamp() == pytest.approx(epoch, abs=1e-6)
+
+
 def test_rule_defaults_and_limits():
     rule = Rule.model_validate_json('{"label": "creating a landing page", "threshold_seconds": 900}')
     assert rule.notify == ["user", "cs"]

@@ -70,7 +70,8 @@ def test_values_are_escaped_exactly_once_whoever_published_them():
 def test_the_message_says_who_which_task_how_long_against_usual_account_and_properties():
     payload = slack.message(red_flag(), "Red flag: creating a landing page (u-1)")
     fields = {f["text"].split("\n")[0].strip("*"): f["text"].split("\n")[1] for f in payload["blocks"][2]["fields"]}
-    assert fields["User"].endswith("(u-1)") and fields["Task"] == "creating a landing page"
+    assert fields["User"] == "u-1"  # the name holds a URL and an address: not a name (test_channel_text.py)
+    assert fields["Task"] == "creating a landing page"
     assert fields["Open for"] == "20 minutes" and fields["Usually"] == "6 minutes"
     assert fields["Account"] == "acme &amp; co" and fields["Segment"] == "new_user"
     props = next(b for b in payload["blocks"] if b.get("text", {}).get("text", "").startswith("*Properties*"))
@@ -79,6 +80,12 @@ def test_the_message_says_who_which_task_how_long_against_usual_account_and_prop
         "type": "header",
         "text": {"type": "plain_text", "text": "Red flag: creating a landing page (u-1)", "emoji": True},
     }
+
+
+def test_a_name_with_markup_is_shown_escaped():
+    payload = slack.message(red_flag(user={"name": "Ada <b>x</b> & co"}), "s")
+    fields = {f["text"].split("\n")[0].strip("*"): f["text"].split("\n")[1] for f in payload["blocks"][2]["fields"]}
+    assert fields["User"] == "Ada &lt;b&gt;x&lt;/b&gt; &amp; co (u-1)"
 
 
 def test_the_link_back_fills_the_template_with_url_encoded_ids():
@@ -121,3 +128,82 @@ def test_aws_chatbot_format_is_read_too_and_limits_hold():
     assert all(len(t) <= slack.SECTION_MAX for t in texts(payload))
     long_name = red_flag(user={"name": "n" * 5000})
     assert all(len(f["text"]) <= slack.FIELD_MAX for f in slack.message(long_name, "s")["blocks"][2]["fields"])
+
+
+# --- issue 15, defect 1: clipped after escaping, never inside an entity; valid Block Kit ------------------
+
+AMPERSAND_LABEL = (
+    "Plans & pricing & billing & invoices & refunds & taxes: setting up the whole account for a new team, "
+    "with every seat, every invoice and every receipt in order"
+)
+HTML_PROPERTIES = {"html": "<p>" + "<br>" * 348 + "&</p>"}  # 1,400 characters of HTML
+
+
+def valid_block_kit(payload):
+    """What Slack checks before it posts: every block parses as slack_sdk's Block Kit model and holds its
+    limits (slack_sdk checks text lengths; a field's 2,000 and a section's ten fields are checked here),
+    and no text is cut inside an entity."""
+    from slack_sdk.models.blocks import Block
+
+    assert len(payload["blocks"]) <= 50
+    for raw in payload["blocks"]:
+        block = Block.parse(raw)
+        assert block is not None and block.to_dict()["type"] == raw["type"]
+        block.validate_json()  # SlackObjectFormationError when a limit is passed
+        assert len(raw.get("fields", [])) <= 10
+        assert all(len(f["text"]) <= slack.FIELD_MAX for f in raw.get("fields", []))
+    for text in texts(payload):
+        assert re.search(r"&(?!amp;|lt;|gt;)", text) is None, text[-20:]  # no entity cut in two
+
+
+def test_a_label_dense_with_ampersands_keeps_the_header_within_150_characters():
+    subject = f"Red flag: {AMPERSAND_LABEL} (u-1)"
+    assert len(subject) == 174 and subject.count("&") == 5
+    payload = slack.message(red_flag(label=AMPERSAND_LABEL), subject)
+    header = payload["blocks"][0]["text"]["text"]
+    assert len(header) <= slack.HEADER_MAX  # was 166: clipped to 146 characters, then escaped
+    assert header.startswith("Red flag: Plans &amp; pricing &amp; billing") and header.endswith("…")
+    valid_block_kit(payload)
+
+
+def test_html_in_properties_keeps_the_section_within_3000_characters():
+    assert len(HTML_PROPERTIES["html"]) == 1400
+    payload = slack.message(red_flag(properties=HTML_PROPERTIES), "s")
+    (props,) = [b for b in payload["blocks"] if b.get("text", {}).get("text", "").startswith("*Properties*")]
+    text = props["text"]["text"]
+    assert len(text) <= slack.SECTION_MAX  # was 3,534: clipped to 1,500 characters, then escaped
+    assert text.startswith('*Properties*\n```{"html": "&lt;p&gt;&lt;br&gt;') and text.endswith("…```")
+    valid_block_kit(payload)
+
+
+@pytest.mark.parametrize("unit", ["&", "<", ">", "a&", "<>&", "&amp;", "<!channel>", "é&"])
+@pytest.mark.parametrize("where", ["label", "summary", "user", "properties", "lines", "context", "chatbot"])
+def test_every_message_is_valid_block_kit_whatever_is_typed_and_wherever(unit, where):
+    dense = unit * 4000
+    if where == "chatbot":
+        alert = {"version": "1.0", "source": "custom", "content": {"title": dense, "description": dense},
+                 "metadata": {"eventType": dense}}  # fmt: skip
+        payload = slack.message(alert)
+    else:
+        over = {
+            "label": {"label": dense},
+            "summary": {"summary": dense},
+            "user": {"user": {"name": dense, "account_id": dense, "segment": dense}, "user_id": dense},
+            "properties": {"properties": {dense[:300]: dense, "n": [dense, {"k": dense}]}},
+            "lines": {"reason": "escalation", "scope": "user", "user_id": dense,
+                      "flags": [{"flag": str(i), "at": "2027-01-01T10:00", "what": dense[:400]} for i in range(30)]},
+            "context": {"severity": dense, "run_id": dense},
+        }[where]  # fmt: skip
+        payload = slack.message(red_flag(**over), None if where == "label" else "s", "https://a.example/{user_id}")
+    valid_block_kit(payload)
+    assert payload["text"] and len(payload["text"]) <= slack.SECTION_MAX
+
+
+def test_clipping_keeps_whole_entities_and_what_fits_unchanged():
+    assert slack.clip_escaped("a & b", 9) == "a &amp; b"  # fits: unchanged
+    assert slack.clip_escaped("a & b", 8) == "a &amp;…"
+    assert slack.clip_escaped("a & b", 7) == "a …"  # the entity does not fit: dropped whole
+    assert slack.clip_escaped("<<<", 10) == "&lt;&lt;…"
+    once = slack.message(red_flag(summary="&lt; typed"), chat_escape("&lt; typed"))  # as published
+    assert once["blocks"][0]["text"]["text"] == "&amp;lt; typed"  # what was typed, escaped exactly once
+    assert once["text"] == ":warning: &amp;lt; typed"

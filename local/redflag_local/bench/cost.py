@@ -9,6 +9,11 @@ Three designs:
   on arm and on completion;
 - **this design, one request per event**: the same calls, but a request (API Gateway + a Lambda
   invocation) per event;
+- **the tracking API, batched** (Segment-style calls, 100 a request as the SDKs send them): the same as
+  this design, plus each call's user record (activity, profile) read in the request's batch and written
+  once per user and request; a user per call is the worst case (what the bench counts), so a tracked
+  task costs ``tracking_user_wru`` and 1 RRU more per call. Its Lambda time is the events function's
+  (modelled: the same ingest, the calls' parsing on top is not measured apart);
 - **the naive design**: per event a consistent GetItem, a TransactWriteItems of the timer and a claim
   item for the event id (a transaction bills 2 WRU per KB), and an SSM GetParameter for the rule
   (beyond Parameter Store's free 40 TPS: the higher throughput tier, billed per call); its Lambda
@@ -54,6 +59,7 @@ class Inputs:
     sweeper_memory_mb: int = 128
     drain_memory_mb: int = 512
     delay: float = 0.005
+    tracking_user_wru: float = 1.0  # the tracking API: a call's user record (under 1 KB), written once a request
     measured: list[str] = field(default_factory=list)
 
 
@@ -89,6 +95,11 @@ def per_million(i: Inputs, p: dict[str, float] | None = None) -> list[Line]:
         return Line(design, front | store)
 
     batched = front_door("this design, 100 events a request", events / BATCH, i.request_seconds, ddb)
+    tracking_ddb = {  # + the user record of each call: read in the request's batch, written once
+        "DynamoDB writes": TASKS * (i.wru_per_task + EVENTS_PER_TASK * i.tracking_user_wru) * p["dynamodb_wru"],
+        "DynamoDB reads": TASKS * (i.rru_per_task + EVENTS_PER_TASK) * p["dynamodb_rru"],
+    }
+    tracking = front_door("tracking API, 100 calls a request", events / BATCH, i.request_seconds, tracking_ddb)
     single = front_door("this design, 1 event a request", events, i.single_seconds, ddb)
     share = min(1.0, i.events_memory_mb / 1769)
     # naive: 3 calls per event in sequence, each the injected delay + its client CPU (stretched by the share)
@@ -104,7 +115,7 @@ def per_million(i: Inputs, p: dict[str, float] | None = None) -> list[Line]:
         for n in (BATCH, 1)
         for seconds in [n * naive_event + 0.02]
     ]
-    return [batched, single, *naive]
+    return [batched, single, *naive, tracking]
 
 
 def per_red_flag(i: Inputs, p: dict[str, float] | None = None) -> dict[str, float]:

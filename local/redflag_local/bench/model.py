@@ -38,7 +38,11 @@ from redflag_local.bench.wire import Wire, wire
 from redflag_local.standin.stack import LocalStack
 
 TASK = "bench_task"
-RULE = {"label": "a bench task", "threshold_seconds": 600}
+RULE = {
+    "label": "a bench task",
+    "threshold_seconds": 600,
+    "track": {"started": "Bench Task Started", "completed": "Bench Task Completed"},  # the tracking API's calls
+}
 
 
 def shipped_pools() -> dict[str, str]:
@@ -163,6 +167,25 @@ class Bench:
             raise RuntimeError(f"POST /v1/events answered {status}: {body}")
         return body
 
+    def track(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """POST /v1/batch to the tracking API (Basic auth with the stack's write key)."""
+        import base64
+
+        from redflag_local.standin.stack import sample_event
+
+        function = self.stack.template.function_for("tracking_api")
+        if not hasattr(self, "_write_key"):
+            arn = self.stack.function_env[function]["WRITE_KEYS_SECRET_ARN"]
+            self._write_key = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+        event = sample_event("tracking_api/post_batch.json")
+        event["body"] = json.dumps({"batch": calls})
+        event["headers"]["Authorization"] = "Basic " + base64.b64encode(f"{self._write_key}:".encode()).decode()
+        event["multiValueHeaders"].pop("Authorization", None)
+        out = self.stack.invoke(function, event)
+        if out["statusCode"] != 200:
+            raise RuntimeError(f"POST /v1/batch answered {out['statusCode']}: {out.get('body')}")
+        return json.loads(out["body"])
+
     def typed(self, keys: list[dict[str, str]], table: str = "TimersTable") -> dict[tuple[str, str], dict[str, Any]]:
         """Items in wire form (for their sizes), read without counting."""
         out = {}
@@ -187,6 +210,25 @@ def events(kind: str, n: int, prefix: str, t: float, extra: Callable[[int], dict
             "user": {"email": f"{prefix}-{i:05d}@example.com", "name": "Ada Lovelace", "segment": "pro"},
         }
         out.append(e | (extra(i) if extra else {}))
+    return out
+
+
+def calls(kind: str, n: int, prefix: str, t: float, event: str = "") -> list[dict]:
+    """The tracking API's calls as an SDK sends them: one user each (their records: the worst case)."""
+    at = datetime.fromtimestamp(t, UTC).isoformat()
+    out = []
+    for i in range(n):
+        c: dict[str, Any] = {
+            "type": kind,
+            "userId": f"{prefix}-{i:05d}",
+            "messageId": f"{prefix}-{i:05d}-{kind}{event}",
+        }
+        c |= {"timestamp": at, "context": {"library": {"name": "analytics-python", "version": "2.4.0"}}}
+        if kind == "track":
+            c |= {"event": event, "properties": {"plan": "pro"}}
+        if kind == "identify":
+            c["traits"] = {"email": f"{prefix}-{i:05d}@example.com", "name": "Ada Lovelace", "segment": "pro"}
+        out.append(c)
     return out
 
 
@@ -232,6 +274,18 @@ def count(b: Bench, n: int = 100) -> Calls:
         b.counted(w, "start + completion of one timer, one request", n, lambda: b.post(pairs))
         b.counted(w, "task_failed", n, lambda: b.post(events("task_failed", n, "f", stack.clock())))
         b.counted(w, "user_active", n, lambda: b.post(events("user_active", n, "a", stack.clock())))
+        # the tracking API (/v1/batch, Segment-style calls), a user per call: each call also writes its user's
+        # record (activity, profile), read in the same BatchGetItem; an SDK batching one user's calls shares it
+        at = stack.clock()
+        b.counted(w, "tracking: identify (profile)", n, lambda: b.track(calls("identify", n, "k", at)))
+        b.counted(w, "tracking: track started (timer + user record)", n,
+                  lambda: b.track(calls("track", n, "k", at, "Bench Task Started")))  # fmt: skip
+        stack.clock.advance(60)
+        b.counted(w, "tracking: track completed", n,
+                  lambda: b.track(calls("track", n, "k", stack.clock(), "Bench Task Completed")))  # fmt: skip
+        users = b.typed([{"pk": f"k-{i:05d}", "sk": "user"} for i in range(n)])
+        sizes["user record (profile + activity)"] = statistics.fmean([item_size(v) for v in users.values()])
+        wru["tracking API: user record, per call"] = statistics.fmean([write_units(None, v) for v in users.values()])
 
         # the sweeper: timers due now, one scheduled run (look-ahead: reads every 5 s for 65 s)
         flag_keys = timer_keys("s", n)

@@ -1,5 +1,8 @@
 """`redflag events`: send product events to ``POST /v1/events``, on the local server or the deployed
-API, in batches of at most 100 (the API's limit), and report each event's result.
+API, in batches of at most 100 (the API's limit), and report each event's result. Or, with the
+``segment`` dialect (``SEGMENT``), send Segment Spec messages (``track``, ``identify``, ...) as the
+Segment HTTP Tracking API takes them: ``POST /v1/batch``, ``{"batch": [...], "sentAt": ...}``, the write
+key as the Basic auth username, batches of at most 100 messages and 500 KB, a ``messageId`` on each.
 
 Each event is sent with an ``event_id`` (the CLI gives one, ``with_event_ids``, to an event that has
 none, unless ``--no-event-ids``): the API applies an id once and answers a repeat ``duplicate``, so a
@@ -7,11 +10,16 @@ resend is safe. Events answered ``retry`` (a passing fault kept them from being 
 them was written) are sent again, only those, with exponential backoff (``RETRY_DELAYS``, or the
 answer's Retry-After if longer). A request that failed as a whole (no answer, 429, a 5xx without
 per-event results) may have been applied, so it is sent again only when every event in it has an
-event_id. A ``retry`` that never cleared is reported as a failure.
+event_id. A ``retry`` that never cleared is reported as a failure. The same holds for the Segment
+dialect, with ``messageId`` for ``event_id``: a receiver that answers per message (Red Flag's
+tracking API: ``results``, 503 with ``Retry-After`` for a passing fault) has its ``retry`` messages
+sent again, only those; one that answers ``{"success": true}`` (Segment's own) has each message
+reported ``sent``; a 429 or 5xx without results is a whole-batch resend, when every message has an id.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import time
@@ -20,6 +28,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -36,18 +45,94 @@ class EventsInputError(ValueError):
     """The events to send could not be read; the message says where and why."""
 
 
-def events_url(url: str) -> str:
-    """The URL as given; a bare ``http://host:port`` gets the API's path, ``/v1/events``."""
+SEGMENT_MAX_MESSAGES = 100  # a batch, as the Segment SDKs send them (analytics-python's upload_size)
+SEGMENT_MAX_BATCH_BYTES = 500 * 1024  # the Segment HTTP Tracking API's limits, as compact JSON
+SENT = "sent"  # a message the receiver took without a result of its own (Segment answers {"success": true})
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one API is spoken: the path a bare URL gets, the envelope of a batch and of a file, the id
+    field that makes a resend safe, the columns shown, and the auth header."""
+
+    name: str
+    path: str  # what a bare http://host:port gets
+    envelope: str  # {"<envelope>": [...]}: the body around a batch, and a file's
+    id_field: str
+    columns: tuple[tuple[str, str], ...]  # (header, field of an item) for the type, name and user
+    spec: bool = False  # the Segment Spec: sentAt in the body, Basic auth, results per message, 500 KB
+
+    def body(self, items: list[Any]) -> dict[str, Any]:
+        if self.spec:  # sentAt: the Spec corrects the device's clock skew with it, per attempt
+            return {self.envelope: items, "sentAt": datetime.now(UTC).isoformat(timespec="milliseconds")}
+        return {self.envelope: items}
+
+    def headers(self, key: str | None) -> dict[str, str]:
+        if not key:
+            return {}
+        if self.spec:  # the write key is the Basic auth username, the password empty
+            return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+        return {"x-api-key": key}
+
+    def results(self, answer: Answer, items: list[Any]) -> list[dict[str, Any]] | None:
+        """One result per item (``event_id``: its id), or None when the answer is about the request."""
+        results = answer.results(len(items))
+        if not self.spec:
+            return results
+        if results is not None:  # Red Flag's tracking API: one result per message
+            return [r | {"event_id": r.get("message_id")} for r in results]
+        detailed = isinstance(answer.body, dict) and "results" in answer.body  # but not one per message
+        if answer.status is not None and 200 <= answer.status < 300 and not detailed:  # {"success": true}
+            return [{"index": i, "status": SENT, "event_id": _id(m, self.id_field)} for i, m in enumerate(items)]
+        return None
+
+    def batches(self, items: list[Any], batch_size: int) -> Iterator[tuple[int, list[Any]]]:
+        """(first index, items): ``batch_size`` at a time; Segment's also at most 500 KB as JSON (a message
+        over that goes alone, for the receiver to refuse)."""
+        first, size, batch = 0, 0, []
+        for i, item in enumerate(items):
+            length = len(json.dumps(item, separators=(",", ":"))) + 1 if self.spec else 0
+            if batch and (len(batch) == batch_size or size + length > SEGMENT_MAX_BATCH_BYTES - 1024):
+                yield first, batch
+                first, size, batch = i, 0, []
+            batch.append(item)
+            size += length
+        if batch:
+            yield first, batch
+
+
+REDFLAG = Dialect(
+    "redflag", "/v1/events", "events", "event_id", (("type", "type"), ("task", "task"), ("user_id", "user_id"))
+)
+SEGMENT = Dialect(
+    "segment",
+    "/v1/batch",
+    "batch",
+    "messageId",
+    (("type", "type"), ("event", "event"), ("userId", "userId")),
+    spec=True,
+)
+DIALECTS = {d.name: d for d in (REDFLAG, SEGMENT)}
+
+
+def _id(item: Any, field: str) -> str | None:
+    value = item.get(field) if isinstance(item, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def events_url(url: str, dialect: Dialect = REDFLAG) -> str:
+    """The URL as given; a bare ``http://host:port`` gets the API's path, ``/v1/events`` (``/v1/batch``)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise EventsInputError(f"{url!r} is not an http(s) URL, e.g. http://127.0.0.1:3000/v1/events")
+        raise EventsInputError(f"{url!r} is not an http(s) URL, e.g. http://127.0.0.1:3000{dialect.path}")
     if parts.path in ("", "/"):
-        parts = parts._replace(path="/v1/events")
+        parts = parts._replace(path=dialect.path)
     return urlunsplit(parts)
 
 
-def load_events(source: str) -> list[Any]:
-    """A JSON file (``-`` = stdin) holding a list of events, a ``{"events": [...]}`` body, or one event."""
+def load_events(source: str, dialect: Dialect = REDFLAG) -> list[Any]:
+    """A JSON file (``-`` = stdin) holding a list of events, a ``{"events": [...]}`` body, or one event
+    (Segment: a list of messages, a ``{"batch": [...]}`` body, or one message)."""
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
     except OSError as exc:
@@ -56,16 +141,18 @@ def load_events(source: str) -> list[Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise EventsInputError(f"{source}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    if isinstance(data, dict) and "events" in data:
-        data = data["events"]
+    key = dialect.envelope
+    what = "messages" if dialect.spec else "events"
+    if isinstance(data, dict) and key in data:
+        data = data[key]
         if not isinstance(data, list):
-            raise EventsInputError(f'{source}: "events" must be a list')
+            raise EventsInputError(f'{source}: "{key}" must be a list')
     elif isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise EventsInputError(f'{source}: expected a list of events, {{"events": [...]}} or one event object')
+        raise EventsInputError(f'{source}: expected a list of {what}, {{"{key}": [...]}} or one {what[:-1]} object')
     if not data:
-        raise EventsInputError(f"{source}: no events")
+        raise EventsInputError(f"{source}: no {what}")
     return data
 
 
@@ -87,16 +174,31 @@ def build_event(
     return event
 
 
-def has_event_id(event: Any) -> bool:
-    return isinstance(event, dict) and isinstance(event.get("event_id"), str) and bool(event["event_id"])
+def build_track(
+    event: str, user_id: str, email: str | None = None, name: str | None = None, message_id: str | None = None
+) -> dict[str, Any]:
+    """One Segment ``track`` call; the email and name go in ``context.traits``, as RudderStack's SDKs
+    send a user's traits with each call."""
+    message: dict[str, Any] = {"type": "track", "event": event, "userId": user_id}
+    if message_id is not None:
+        message["messageId"] = message_id
+    traits = {k: v for k, v in {"email": email, "name": name}.items() if v is not None}
+    if traits:
+        message["context"] = {"traits": traits}
+    return message
 
 
-def with_event_ids(events: list[Any]) -> list[Any]:
-    """The events, each object without an event_id given a new one (uuid4 hex): safe to resend."""
+def has_event_id(event: Any, field: str = "event_id") -> bool:
+    return _id(event, field) is not None
+
+
+def with_event_ids(events: list[Any], field: str = "event_id") -> list[Any]:
+    """The events, each object without an id (``event_id``; Segment: ``messageId``) given a new one
+    (uuid4 hex): safe to resend."""
     out = []
     for event in events:
-        if isinstance(event, dict) and event.get("event_id") is None:
-            event = event | {"event_id": uuid.uuid4().hex}
+        if isinstance(event, dict) and event.get(field) is None:
+            event = event | {field: uuid.uuid4().hex}
         out.append(event)
     return out
 
@@ -142,9 +244,9 @@ def retry_after(value: str | None) -> float | None:
         return None
 
 
-def post(url: str, body: dict[str, Any], api_key: str | None, timeout: float) -> Answer:
-    """POST one JSON body."""
-    headers = {"Content-Type": "application/json"} | ({"x-api-key": api_key} if api_key else {})
+def post(url: str, body: dict[str, Any], api_key: str | None, timeout: float, dialect: Dialect = REDFLAG) -> Answer:
+    """POST one JSON body (``api_key``: the dialect's key, an API key or a write key)."""
+    headers = {"Content-Type": "application/json"} | dialect.headers(api_key)
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -165,7 +267,7 @@ def post(url: str, body: dict[str, Any], api_key: str | None, timeout: float) ->
         return Answer(status, parsed, None, retry_after(wait))
     message = parsed.get("message") if isinstance(parsed, dict) else raw.decode(errors="replace")[:300]
     if message is None and isinstance(parsed, dict) and isinstance(parsed.get("results"), list):
-        message = f"{parsed.get('retry', '?')} of {len(parsed['results'])} events to retry"
+        message = f"{parsed.get('retry', '?')} of {len(parsed['results'])} to retry"
     return Answer(status, parsed, f"HTTP {status}: {message}", retry_after(wait))
 
 
@@ -195,6 +297,7 @@ def send_batch(
     delays: tuple[float, ...] = RETRY_DELAYS,
     on_retry: RetryNotice | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    dialect: Dialect = REDFLAG,
 ) -> BatchOutcome:
     """Send one batch; resend what is to retry, ``len(delays)`` times at most."""
     results: list[dict[str, Any] | None] = [None] * len(events)
@@ -202,9 +305,10 @@ def send_batch(
     error: str | None = None
     attempt = 0
     while True:
-        answer = post(url, {"events": [events[i] for i in pending]}, api_key, timeout)
+        sending = [events[i] for i in pending]
+        answer = post(url, dialect.body(sending), api_key, timeout, dialect)
         attempt += 1
-        answered = answer.results(len(pending))
+        answered = dialect.results(answer, sending)
         if answered is not None:
             error = None
             for position, result in zip(pending, answered, strict=True):
@@ -213,7 +317,7 @@ def send_batch(
             why = f"{len(pending)} event(s) answered retry"
         else:
             error = answer.error or f"HTTP {answer.status}: the answer does not hold one result per event"
-            if not (answer.transient and all(has_event_id(events[i]) for i in pending)):
+            if not (answer.transient and all(has_event_id(events[i], dialect.id_field) for i in pending)):
                 break  # not safe (or no use) to send again
             why = str(error)
         if not pending or attempt > len(delays):
@@ -234,12 +338,12 @@ def send(
     delays: tuple[float, ...] = RETRY_DELAYS,
     on_retry: RetryNotice | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    dialect: Dialect = REDFLAG,
 ) -> Iterator[BatchOutcome]:
-    """Post the events in order, ``batch_size`` at a time; stop after a batch that is not all applied
-    (a later event may depend on it, e.g. a completion on its start)."""
-    for first in range(0, len(events), batch_size):
-        batch = events[first : first + batch_size]
-        outcome = send_batch(url, first, batch, api_key, timeout, delays, on_retry, sleep)
+    """Post the events in order, ``batch_size`` at a time (Segment: and at most 500 KB); stop after a
+    batch that is not all applied (a later event may depend on it, e.g. a completion on its start)."""
+    for first, batch in dialect.batches(events, batch_size):
+        outcome = send_batch(url, first, batch, api_key, timeout, delays, on_retry, sleep, dialect)
         yield outcome
         if outcome.error is not None or outcome.pending:
             return
@@ -251,19 +355,20 @@ def _field(event: Any, name: str) -> str:
 
 
 COLORS = {
-    "armed": "green", "completed": "green", "recorded": "green", "duplicate": "green",
+    "armed": "green", "completed": "green", "recorded": "green", "duplicate": "green", SENT: "green",
     "flagged": "yellow", "ignored": "yellow", "rejected": "red", RETRY: "red",
 }  # fmt: skip
 
 
-def report(outcomes: Iterator[BatchOutcome], total: int, console: Any) -> bool:
+def report(outcomes: Iterator[BatchOutcome], total: int, console: Any, dialect: Dialect = REDFLAG) -> bool:
     """Print one row per answered event (ids only: no emails or names) and any failed request.
     True when every event was applied (or was a duplicate or ignored) and none was rejected."""
     from rich.markup import escape
     from rich.table import Table
 
     table = Table()
-    for column in ("#", "type", "task", "user_id", "event_id", "status", "reason"):
+    keys = [k for _, k in dialect.columns]
+    for column in ("#", *(h for h, _ in dialect.columns), dialect.id_field, "status", "reason"):
         table.add_column(column, no_wrap=column in ("#", "type", "status"))
     answered = rejected = retry = 0
     failure: str | None = None
@@ -276,7 +381,7 @@ def report(outcomes: Iterator[BatchOutcome], total: int, console: Any) -> bool:
             rejected += status == "rejected"
             retry += status == RETRY
             table.add_row(
-                str(outcome.first + position), *(escape(_field(event, k)) for k in ("type", "task", "user_id")),
+                str(outcome.first + position), *(escape(_field(event, k)) for k in keys),
                 escape(str(result.get("event_id") or "")), f"[{COLORS.get(status, 'white')}]{status}[/]",
                 escape(str(result.get("reason") or "")),
             )  # fmt: skip

@@ -6,12 +6,14 @@ there are 20 completions), red flags by reason and the flag rate, and how many f
 completed afterwards: for the users emailed, and for those the rule's holdout kept from the email
 (did the email help?). Per account: daily and weekly active users, stickiness (the mean daily actives
 of the week over its weekly actives), last week's change, first-week participation (of the users new
-last week, the share active on a second day within their first seven) and red flags.
+last week, the share active on a second day within their first seven) and red flags. Then what came
+of the emails, per rule and arm, and did it help, with its uncertainty (``redflag_local.ops.outreach``).
 
 Sources: the local stack in-process (``redflag demo``), a running ``redflag serve`` (its
 ``/local/report`` route), or a deployed stack (``--profile/--region``: the StatsTable and the rules
 path come from the stack's outputs). ``--plot FILE.png`` draws each task's duration histogram with the
-threshold, p50 and p90 marked (matplotlib: ``pip install -e '.[plot]'``).
+threshold, p50 and p90 marked, and the did-it-help comparisons with their intervals (matplotlib:
+``pip install -e '.[plot]'``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from redflag.core.text import humanize
 from redflag.core.weeks import day_of, week_of, week_start, weeks_before
 from redflag.kinds import Rule
 from redflag.services.learning import TaskStats
+from redflag_local.ops import outreach
+from redflag_local.ops.outreach import RuleOutcome
 
 
 class StatsSource(Protocol):
@@ -39,6 +43,10 @@ class StatsSource(Protocol):
     def account_days(self, account: str, days: list[str]) -> dict[str, int]: ...
 
     def account_flags(self, accounts: list[str]) -> dict[str, int]: ...
+
+    def email_counts(self, tasks: list[str]) -> dict[tuple[str, str], dict[str, int]]: ...
+
+    def retention(self, task: str) -> dict[tuple[str, str], dict[str, int]]: ...
 
 
 class TaskRow(BaseModel):
@@ -90,6 +98,7 @@ class Report(BaseModel):
     week: str
     tasks: list[TaskRow]
     accounts: list[AccountRow]
+    outreach: list[RuleOutcome] = []  # what came of the emails, and did it help (ops/outreach.py)
 
 
 def _rate(a: int, b: int) -> float | None:
@@ -163,7 +172,10 @@ def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
             )
         )
     stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
-    return Report(generated_at=stamp, week=this_week, tasks=rows, accounts=account_rows)
+    arms = {r.task: (r.flagged_emailed, r.done_after_flag_emailed, r.flagged_holdout, r.done_after_flag_holdout)
+            for r in rows if r.segment == "all"}  # fmt: skip
+    helped = outreach.build(source, rules, now, arms)
+    return Report(generated_at=stamp, week=this_week, tasks=rows, accounts=account_rows, outreach=helped)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -220,6 +232,7 @@ def render(report: Report, fmt: str, console: Any) -> None:
         lines += ["| " + " | ".join(ACCOUNT_COLUMNS) + " |", "|" + "---|" * len(ACCOUNT_COLUMNS)]
         lines += ["| " + " | ".join(_md(c) for c in account_cells(a)) + " |" for a in report.accounts]
         console.print("\n".join(lines), markup=False, highlight=False)
+        outreach.render(report.outreach, fmt, console)
         return
     from rich.markup import escape
     from rich.table import Table
@@ -232,6 +245,7 @@ def render(report: Report, fmt: str, console: Any) -> None:
     for a in report.accounts:
         accounts.add_row(*(escape(c) for c in account_cells(a)))
     console.print(accounts)
+    outreach.render(report.outreach, fmt, console)
 
 
 def _md(text: str) -> str:
@@ -249,10 +263,16 @@ def plot(report: Report, path: Path) -> Path:
     except ImportError as exc:  # an optional extra
         raise RuntimeError("--plot needs matplotlib: pip install -e '.[plot]'") from exc
     rows = [r for r in report.tasks if r.segment == "all" and r.buckets]
-    if not rows:
+    compared = sum(1 for o in report.outreach for c in o.comparisons if c.get("ci95") is not None)
+    if not rows and not compared:
         raise RuntimeError("nothing to plot yet: no completions learned")
-    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.8 * len(rows)), squeeze=False)
-    for ax, r in zip(axes[:, 0], rows, strict=True):
+    extra = max(2.8, 0.45 * compared + 1.5) if compared else 0.0
+    heights = [2.8] * len(rows) + ([extra] if compared else [])
+    fig, axes = plt.subplots(len(heights), 1, figsize=(9, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})  # fmt: skip
+    if compared:
+        outreach.plot_axes(axes[-1, 0], report.outreach)
+    for ax, r in zip(axes[: len(rows), 0], rows, strict=True):
         bounds = [bucket_bounds(b) for b in sorted(r.buckets)]
         ax.bar(
             [max(low, 0.5) / 60 for low, _ in bounds],
@@ -323,8 +343,13 @@ def from_aws(profile: str | None, region: str | None, stack_name: str, now: floa
     return build(DynamoStats(outputs["StatsTableName"], client=session.client("dynamodb")), rules, now)
 
 
-def from_server(endpoint: str, timeout: float = 10) -> Report:
+def from_server(endpoint: str, timeout: float = 10, api_key: str | None = None) -> Report:
+    """The report of a running `redflag serve` (its ``/local/report``); ``api_key`` (default
+    ``REDFLAG_API_KEY``) is sent as x-api-key, which a serve started with ``--api-key`` requires."""
+    import os
     import urllib.request
 
-    with urllib.request.urlopen(f"{endpoint.rstrip('/')}/local/report", timeout=timeout) as response:
+    key = api_key if api_key is not None else os.environ.get("REDFLAG_API_KEY")
+    request = urllib.request.Request(f"{endpoint.rstrip('/')}/local/report", headers={"x-api-key": key} if key else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return from_json(response.read().decode())

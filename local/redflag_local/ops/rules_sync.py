@@ -9,6 +9,7 @@ formatting or an omitted default is not a change.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from redflag.kinds import Rule
 from redflag_local.ops.rules_files import as_parameters, load_rules
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:3000"
+API_KEY_ENV = "REDFLAG_API_KEY"  # sent as x-api-key to a `redflag serve --api-key` (as `redflag events` does)
 DEFAULT_RULES_PATH = "/redflag/rules"
 RULES_PATH_PATTERN = r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_.-]$"  # as redflag.edge.settings.Settings.rules_path
 _task_name = TypeAdapter(TaskName)
@@ -71,16 +73,24 @@ class SsmRuleStore:
 class LocalServerRuleStore:
     """The rules of a running ``redflag serve`` (its moto SSM), through ``/local/rules``."""
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, path: str = DEFAULT_RULES_PATH, timeout: float = 10) -> None:
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        path: str = DEFAULT_RULES_PATH,
+        timeout: float = 10,
+        api_key: str | None = None,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.path = path.rstrip("/")
         self.timeout = timeout
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)  # serve --api-key
         self.description = f"local server {self.endpoint} (SSM {self.path})"
 
     def _call(self, method: str, route: str, body: str | None = None) -> dict[str, Any]:
         url = f"{self.endpoint}/local/rules{route}"
         data = body.encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"} | ({"x-api-key": self.api_key} if self.api_key else {})
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"{}")

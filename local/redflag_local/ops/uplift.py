@@ -5,8 +5,10 @@ Per rule, the rule's holdout (``holdout_percent``) keeps a random, stable share 
 the email. Comparing the two arms says what the email did, not just what happened after it:
 
 - **completion after the flag**: the share of flagged users who completed the task afterwards;
-- **retention**: the share still active 7 and 28 days after the flag (only users flagged at least
-  that long ago count in that horizon's arms).
+- **retention**: the share still active 7 and 28 days after the flag: active on a day of the week
+  that starts N days after the flag day (days N to N + 6), among the flagged users whose week is over
+  (flagged at least N + 7 days ago). Counted by the stats function for flagged users of an account
+  (``redflag.adapters.stats_table``, "Retention"), once per user and rule in 35 days.
 
 Each comparison gives the difference, emailed minus held out, in percentage points, with:
 
@@ -205,7 +207,8 @@ def retention(
     emailed: Mapping[int, Arm], held_out: Mapping[int, Arm], detect_points: float = DETECT_POINTS
 ) -> dict[int, Comparison]:
     """Still active ``days`` after the flag (7 and 28), emailed vs held out: for each horizon, the
-    users flagged at least that many days ago and how many of them were active on or after that day."""
+    flagged users whose week from that day is over, and how many of them were active in it
+    (``redflag_local.ops.outreach.retention_arms``)."""
     return {
         days: compare(f"active {days} days after the flag", emailed[days], held_out[days], detect_points)
         for days in RETENTION_DAYS

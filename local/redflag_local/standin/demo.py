@@ -6,14 +6,20 @@ What it shows, in order:
 1. **Learning what usual is**: users create landing pages; the first ones are armed with the rule's
    fallback threshold, then, once 20 completions were learned from the stream, with twice the median.
    A power user gets their segment's longer threshold. One user in five is held out of the email.
-2. **Failing, not slow**: the third failed try at an email template is a red flag at once.
+2. **Failing, not slow**: the third failed try at an email template is a red flag at once. With
+   ``--segment`` this scene's calls go through the real Segment SDK (``segment-analytics-python``: an
+   identify, then track calls the rule's ``track`` mapping names) to the tracking API over HTTP.
 3. **Too many at once**: one user trips three red flags in an hour (CS gets one critical escalation)
    and a fourth, whose email the per-user cap holds back (CS still hears).
 4. **Quiet hours**: a user in Tokyo struggles at 22:05 her time; CS hears at once, her email waits
    for 08:00 Tokyo time.
 5. **Gone quiet**: daily practisers; one stops, and three days later that is a red flag.
 6. **An account fading**: its weekly active users fall by 70 %; the Monday check tells CS.
-7. **The report**: where users struggle, and whether the email helped (emailed vs held out).
+7. **Hearing back from SES**: SES's own events about the emails sent, through the configuration set's
+   event destination: sends and deliveries, a hard bounce that suppresses an address, a complaint, and
+   clicks on the help link, counted once each as responses.
+8. **The report**: where users struggle, what came of the emails, and whether the email helped
+   (emailed vs held out, with the 95 % interval on the difference).
 
 Customer success hears of every red flag on the alert topic and, through the Slack notifier, in a
 Slack channel: here a local server on 127.0.0.1 plays Slack's incoming webhook, and one of the
@@ -25,6 +31,7 @@ from __future__ import annotations
 import html
 import json
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,7 +46,8 @@ from rich.panel import Panel
 from redflag_local.ops import report as report_mod
 from redflag_local.ops.rules_files import as_parameters, load_rules
 from redflag_local.standin.receiver import Receiver
-from redflag_local.standin.stack import LocalStack
+from redflag_local.standin.serve import HttpAnswer, _Server, answer_from_proxy, proxy_event
+from redflag_local.standin.stack import LocalStack, sample_event
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POWERTOOLS_METRICS_DISABLED": "true"}
 MONDAY = datetime(2027, 1, 25, tzinfo=UTC)  # a Monday
@@ -67,16 +75,52 @@ class Story:
     deferred_sent: bool = False
     inactivity_flag: bool = False
     usage_drop: str | None = None
+    ses_sent: int = 0
+    ses_delivered: int = 0
+    bounce_suppressed: str | None = None  # the user whose address a hard bounce suppressed
+    complaint_suppressed: str | None = None
+    clicks_counted: int = 0  # help-link clicks counted as responses (a second click on an email: not again)
     emails: int = 0
     cs_alerts: int = 0
     slack_posts: int = 0
+    segment_calls: int = 0  # --segment: calls the Segment SDK sent to the tracking API
+
+
+class TrackingFront:
+    """The demo stack's tracking API over HTTP on 127.0.0.1 (a proxy event per request, as ``redflag serve``
+    makes it), for the Segment SDK to post to; it keeps each answer's results."""
+
+    def __init__(self, stack: LocalStack, console: Console) -> None:
+        import boto3
+
+        self.stack = stack
+        self.console = console
+        self.function = stack.template.function_for("tracking_api")
+        secret = stack.function_env[self.function]["WRITE_KEYS_SECRET_ARN"]
+        self.write_key = boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+        self.results: list[dict[str, Any]] = []
+        self._httpd = _Server(("127.0.0.1", 0), self)  # type: ignore[arg-type]  # serve's HTTP front, on this app
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def handle(self, method: str, target: str, headers: list, body: bytes | None, client_ip: str) -> HttpAnswer:
+        event = proxy_event(method, target, headers, body, client_ip, self.stack.clock())
+        answer = answer_from_proxy(self.stack.invoke(self.function, event))
+        self.results += json.loads(answer.body or b"{}").get("results", [])
+        return answer
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 class Demo:
-    def __init__(self, stack: LocalStack, console: Console, speed: float) -> None:
+    def __init__(self, stack: LocalStack, console: Console, speed: float, segment: bool = False) -> None:
         self.stack = stack
         self.console = console
         self.speed = speed
+        self.segment = segment
         self.story = Story()
         self._emails = 0
         self._cs = 0
@@ -206,6 +250,9 @@ class Demo:
                 )
 
     def failing(self) -> None:
+        if self.segment:
+            self._failing_through_segment()
+            return
         self.scene("2. Failing, not slow (create_email_template: the 3rd failure of a run)")
         alan = {"name": "Alan Turing", "account_id": "acme"}
         self.post(self.event("task_started", "create_email_template", "alan", **alan))
@@ -214,6 +261,32 @@ class Demo:
             result = self.post(self.event("task_failed", "create_email_template", "alan", **alan))[0]
             self.say(f"Alan's try #{attempt} failed: {result['status']}")
             self.story.failure_flag |= result["status"] == "flagged"
+        self.news()
+
+    def _failing_through_segment(self) -> None:
+        """Scene 2 as a product on Segment sends it: the SDK's identify and track calls, only host and write key set."""
+        import segment.analytics
+
+        self.scene("2. Failing, not slow (create_email_template: the 3rd failure of a run), through the Segment SDK")
+        front = TrackingFront(self.stack, self.console)
+        client = segment.analytics.Client(front.write_key, host=front.url)
+        try:
+            client.identify("alan", {"email": "alan@example.com", "name": "Alan Turing"})
+            client.track("alan", "Email Template Started")
+            client.flush()
+            self.say("Segment SDK: identify alan, track 'Email Template Started' -> /v1/batch")
+            for attempt in range(1, 4):
+                self.stack.clock.advance(60)
+                client.track("alan", "Email Template Failed")
+                client.flush()
+                status = front.results[-1]["status"]
+                self.say(f"Alan's try #{attempt} failed ('Email Template Failed' via Segment): {status}")
+                self.story.failure_flag |= status == "flagged"
+        finally:
+            client.shutdown()
+            front.close()
+        self.story.segment_calls = len(front.results)
+        self.stack.deliver_stream()
         self.news()
 
     def too_many(self) -> None:
@@ -299,8 +372,55 @@ class Demo:
         if drop:
             self.story.usage_drop = drop[0]["message"]["account_id"]
 
+    def hearing_back(self) -> None:
+        self.scene("7. Hearing back from SES: sends, deliveries, a hard bounce, a complaint, help-link clicks")
+        emails = self.stack.emails()
+        ours = [e["message"]["X-RedFlag-Alert"].split("/") for e in emails]
+        landing = [i for i, parts in enumerate(ours) if parts[1] == "create_landing_page"]
+        bounced, complained, *clicking = landing[:4]
+        for i in range(len(emails)):
+            self.story.ses_sent += self._ses("send", i) == "sent"
+            if i != bounced:
+                self.story.ses_delivered += self._ses("delivery", i) == "delivered"
+        self.say(f"SES: {self.story.ses_sent} emails sent, {self.story.ses_delivered} delivered (counted per rule)")
+        if self._ses("bounce_permanent", bounced, "bounce") == "bounced":
+            self.story.bounce_suppressed = ours[bounced][0]
+            self.say(f"a hard bounce for {escape(ours[bounced][0])}'s address: suppressed, never emailed again")
+            self.news()
+        if self._ses("complaint", complained, "complaint") == "complained":
+            self.story.complaint_suppressed = ours[complained][0]
+            self.say(f"{escape(ours[complained][0])} marked the email as spam: suppressed too")
+            self.news()
+        for i in clicking + clicking[:1]:  # the first clicker clicks twice: one response
+            counted = self._ses("click", i, "click", linkTags={"redflag": ["help"]}, link=HELP_LANDING)
+            self.story.clicks_counted += counted == "clicked"
+            self.say(
+                f"{escape(ours[i][0])} followed the help link: " + ("a response" if counted else "counted already")
+            )
 
-def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console: Console | None = None) -> dict:
+    def _ses(self, name: str, index: int, part: str | None = None, **changes: Any) -> str | None:
+        """SES's documented ``name`` record about the ``index``th email, published as SES would (now);
+        what it was counted as for the rule's response rate (None: counted before)."""
+        record = json.loads(sample_event(f"ses_events_to_state/{name}.json")["Records"][0]["Sns"]["Message"])
+        if part is not None:
+            stamp = self.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            record[part] |= {"timestamp": stamp} | changes
+        answers = self.stack.publish_ses_event(self.stack.ses_event(record, index))  # the Slack notifier's too
+        handled = [h for answer in answers for h in answer.get("handled", [])]
+        return next((h["response"] for h in handled if h["counted"]), None)
+
+
+HELP_LANDING = "https://help.example.com/landing-pages"  # rules/create_landing_page.yaml's help_url
+
+
+def run(
+    users: int = 40,
+    seed: int = 7,
+    speed: float = 0,
+    show: int = 2,
+    console: Console | None = None,
+    segment: bool = False,
+) -> dict:
     console = console or Console()
     rules, problems = load_rules()
     if problems:
@@ -314,13 +434,14 @@ def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console
             f"[bold]Red Flag demo[/]: two simulated weeks on moto (template.yaml deployed with CloudFormation), "
             f"{len(rules)} seed rules, {users} landing-page users, seed {seed}"
         )
-        demo = Demo(stack, console, speed)
+        demo = Demo(stack, console, speed, segment=segment)
         demo.learning(users, rng)
         demo.failing()
         demo.too_many()
         demo.quiet_hours()
         demo.gone_quiet()
         demo.fading_account()
+        demo.hearing_back()
         emails, cs = stack.emails(), stack.cs_alerts()
         posts = [json.loads(p.body) for p in slack.delivered(SLACK_PATH)]
         demo.story.emails, demo.story.cs_alerts, demo.story.slack_posts = len(emails), len(cs), len(posts)
@@ -332,7 +453,7 @@ def run(users: int = 40, seed: int = 7, speed: float = 0, show: int = 2, console
         for email in _pick(emails, show):
             console.print(Panel(escape(email["text"]), title=escape(f"To: {email['to']}"),
                                 subtitle=escape(email["subject"]), expand=False))  # fmt: skip
-        console.rule("[bold]7. The report: where users struggle, and did the email help?[/]")
+        console.rule("[bold]8. The report: where users struggle, and did the email help?[/]")
         end_of_week_2 = (MONDAY + timedelta(days=13, hours=23)).timestamp()
         report = report_mod.from_stack(stack, end_of_week_2)
         report_mod.render(report, "table", console)

@@ -1,20 +1,27 @@
-"""`redflag serve`: the events API on your machine, backed by the whole pipeline on moto, in real time.
+"""`redflag serve`: the deployed API on your machine, backed by the whole pipeline on moto, in real time.
 
-``POST /v1/events`` is answered exactly as the deployed API answers it: the request becomes an API
-Gateway REST proxy event (built on ``events/events_to_timers/post_events.json``) handed to the real
-ingest handler, and its statusCode, headers and body go back unchanged. Any other path or method
-gets what the handler's Powertools resolver answers (404). The clock follows the wall clock: every
-``tick`` seconds the sweeper runs, TTL deletes what is expired, and the stream is delivered to the
-alerts handler, so a red flag is sent about one tick after its threshold. Each email (the raw MIME,
-``.eml``) and each customer-success message (``.json``) lands in the outbox folder, named so the
-files sort by time. Console lines carry ids only (user_id, task), never addresses or names.
+Every route of the deployed API is answered exactly as it is deployed: the template's Api events say
+which function takes a path and method (``/v1/events``; the tracking API ``/v1/batch``, ``/v1/track``,
+..., ``/v1/webhook``; ``/v1/unsubscribe`` and ``/v1/users/...``), and whether it needs the API key
+(``--api-key``: checked as API Gateway does, 403 without it). The request becomes an API Gateway REST
+proxy event (built on ``events/events_to_timers/post_events.json``; a gzip body base64-encoded, as
+API Gateway hands a binary body over) handed to that function's real handler, and its statusCode,
+headers and body go back unchanged. The tracking routes check their write key themselves, as
+deployed: ``--write-key`` puts the keys in the stack's secret (else the generated key is printed).
+Any other path or method gets what the events handler's Powertools resolver answers (404).
+
+The clock follows the wall clock: every ``tick`` seconds the sweeper runs, TTL deletes what is
+expired, and the stream is delivered to the alerts handler, so a red flag is sent about one tick
+after its threshold. Each email (the raw MIME, ``.eml``) and each customer-success message (``.json``)
+lands in the outbox folder, named so the files sort by time. Console lines carry ids only (user_id,
+task), never addresses or names.
 
 moto runs in this process and is not thread-safe, so every handler call holds one lock. A request
 must arrive within ``READ_TIMEOUT_SECONDS``: a body shorter than its Content-Length (or dripped in
 slowly) is answered 408 and its connection closed, so it cannot hold a worker thread forever; an idle
 keep-alive connection is closed after the same time.
 
-Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``redflag rules``::
+Local-only routes (not part of the deployed API), a tiny SSM for ``redflag rules``::
 
     GET    /local/rules          {"rules_path": "/redflag/rules", "rules": {"<task>": "<rule JSON>"}}
     GET    /local/report         what `redflag report` shows (redflag_local.ops.report.Report, as JSON)
@@ -22,12 +29,18 @@ Local-only routes (not part of the deployed API, no API key), a tiny SSM for ``r
     DELETE /local/rules/<task>
 
 A rule written here takes effect on the next event (the ingest handler's rule cache is cleared);
-on AWS it takes up to the functions' rule cache, ``RULES_CACHE_SECONDS`` (60 s).
+on AWS it takes up to the functions' rule cache, ``RULES_CACHE_SECONDS`` (60 s). Every ``/local/*``
+request needs ``x-api-key`` when serve was given one (``redflag rules`` and ``redflag report`` send
+``REDFLAG_API_KEY``), and a Host header naming this server: ``localhost``, the host it was started
+on, or an IP address, with its port. Any other name is a 403, so a web page whose own name was
+rebound to 127.0.0.1 (DNS rebinding) cannot read the report or change a rule from a browser.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
+import ipaddress
 import json
 import re
 import signal
@@ -64,7 +77,10 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 READ_TIMEOUT_SECONDS = 5.0  # for the request line and headers, each read; for the whole body, in all
 LOCAL_RULES = "/local/rules"
 LOCAL_REPORT = "/local/report"
+LOCAL_PREFIX = "/local/"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?")
+LOCAL_HOST_MESSAGE = "Host: name this server (localhost, its address, or the host serve was started on) and its port"
 _task_name = TypeAdapter(TaskName)
 _FIELD = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 
@@ -90,12 +106,13 @@ def proxy_event(
     multi: dict[str, list[str]] = {}
     for name, value in headers:
         multi.setdefault(name, []).append(value)
+    binary = bool(body) and body is not None and body.startswith(b"\x1f\x8b")  # gzip: API Gateway base64-encodes it
     event.update(
-        body=body.decode("utf-8", errors="replace") if body else None,
+        body=(base64.b64encode(body).decode() if binary else body.decode("utf-8", errors="replace")) if body else None,
         resource=url.path,
         path=url.path,
         httpMethod=method,
-        isBase64Encoded=False,
+        isBase64Encoded=binary,
         queryStringParameters={k: v[-1] for k, v in query.items()} or None,
         multiValueQueryStringParameters=query or None,
         pathParameters=None,
@@ -125,6 +142,25 @@ def answer_from_proxy(out: dict[str, Any]) -> HttpAnswer:
     body = out.get("body") or ""
     raw = base64.b64decode(body) if out.get("isBase64Encoded") else body.encode()
     return HttpAnswer(int(out["statusCode"]), headers, raw)
+
+
+def host_allowed(value: str | None, served_host: str | None, served_port: int | None) -> bool:
+    """Whether a Host header names this server: ``localhost``, the host serve was started on, or an IP
+    address (a DNS-rebinding page sends its own name, never a bare address), with the served port
+    (80 when the header gives none). Without a known port (a LocalServer not run by ``run``), any port."""
+    match = _HOST.fullmatch(value or "")
+    if match is None:
+        return False
+    name, port = match[1].lower().strip("[]"), int(match[2]) if match[2] else 80
+    if served_port is not None and port != served_port:
+        return False
+    if name in ("localhost", (served_host or "").lower().strip("[]")):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def alert_ids(header: str | None) -> dict[str, str]:
@@ -244,6 +280,7 @@ class LocalServer:
         rules: dict[str, Rule],
         outbox: Path,
         api_key: str | None = None,
+        write_keys: list[str] | None = None,
         tick_seconds: float = 1.0,
         verbose: bool = False,
         console: Console | None = None,
@@ -264,9 +301,13 @@ class LocalServer:
             clock_start=time.time(), env_overrides=once | hooks | ({} if verbose else QUIET), parameters=parameters
         )
         self._webhook_secret = ""  # whsec_…, as the product is given it
+        self.write_keys = list(write_keys or [])  # the tracking API's (empty: the stack's generated key)
+        self.tracking_secret = ""  # the webhook destinations' shared secret (X-Signature)
+        self.routes = self.stack.template.api_routes
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self.served_on: tuple[str, int] | None = None  # (host, port) once ``run`` has bound them
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -284,6 +325,16 @@ class LocalServer:
             secret = self.stack.function_env[self.stack.template.function_for("timers_to_alerts")]["WEBHOOK_SECRET_ARN"]
             value = boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
             self._webhook_secret = receiver_secret(value)  # read now: the receiver's thread must not call moto
+            self.tracking = self.stack.template.function_for("tracking_api")
+            env = self.stack.function_env[self.tracking]
+            secrets = boto3.client("secretsmanager")
+            if self.write_keys:  # one key, or a JSON list (several at once, as while rotating one)
+                value = self.write_keys[0] if len(self.write_keys) == 1 else json.dumps(self.write_keys)
+                secrets.put_secret_value(SecretId=env["WRITE_KEYS_SECRET_ARN"], SecretString=value)
+            else:
+                self.write_keys = [secrets.get_secret_value(SecretId=env["WRITE_KEYS_SECRET_ARN"])["SecretString"]]
+            secret_id = env["TRACKING_WEBHOOK_SECRET_ARN"]
+            self.tracking_secret = secrets.get_secret_value(SecretId=secret_id)["SecretString"]
         self._ticker = threading.Thread(target=self._tick_loop, name="redflag-clock", daemon=True)
         self._ticker.start()
         return self
@@ -338,6 +389,9 @@ class LocalServer:
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None, client_ip: str
     ) -> HttpAnswer:
         path = urlsplit(target).path
+        if path.startswith(LOCAL_PREFIX) and (refused := self._local_refusal(headers)) is not None:
+            self.console.print(f"{method} {escape(path)} -> 403 ({refused})")
+            return json_answer(403, {"message": "Forbidden" if refused == "API key" else LOCAL_HOST_MESSAGE})
         if path == LOCAL_REPORT and method == "GET":
             from redflag_local.ops.report import from_stack
 
@@ -350,7 +404,9 @@ class LocalServer:
             answer = self._rules_route(method, path[len(LOCAL_RULES) :].strip("/"), body)
             self.console.print(f"{method} {escape(path)} -> {answer.status}")
             return answer
-        if self.api_key is not None:
+        route = next(((r, found) for r in self.routes if (found := r.match(method, path)) is not None), None)
+        keyed = route is None or route[0].api_key  # an unknown route goes to the events function, keyed
+        if self.api_key is not None and keyed:
             given = next((v for k, v in headers if k.lower() == "x-api-key"), None)
             if given != self.api_key:  # what API Gateway answers for a missing or wrong key
                 self.console.print(f"{method} {escape(path)} -> 403 (API key)")
@@ -358,10 +414,27 @@ class LocalServer:
         with self.lock:
             now = self._sync_clock()
             event = proxy_event(method, target, headers, body, client_ip, now)
-            out = self.stack.invoke(self.ingest, event)
+            function = self.ingest
+            if route is not None:  # as API Gateway hands it: the route's pattern and its path parameters
+                function = route[0].function
+                event.update(resource=route[0].path, pathParameters=route[1] or None)
+                event["requestContext"]["resourcePath"] = route[0].path
+            out = self.stack.invoke(function, event)
         answer = answer_from_proxy(out)
         self.console.print(f"{method} {escape(path)} -> {answer.status} {escape(_summary(answer))}")
         return answer
+
+    def _local_refusal(self, headers: list[tuple[str, str]]) -> str | None:
+        """Why a ``/local/*`` request is refused ("Host", "API key"), or None: the Host header must name
+        this server (DNS rebinding), and the API key, when serve has one, must be given."""
+        host, port = self.served_on or (None, None)
+        if not host_allowed(next((v for k, v in headers if k.lower() == "host"), None), host, port):
+            return "Host"
+        if self.api_key is not None:
+            given = next((v for k, v in headers if k.lower() == "x-api-key"), "")
+            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                return "API key"
+        return None
 
     def _rules_route(self, method: str, task: str, body: bytes | None) -> HttpAnswer:
         import boto3
@@ -401,10 +474,12 @@ class LocalServer:
 
     def _forget_cached_rules(self) -> None:
         """Locally a rule change applies at once (on AWS: within the 60 s rule cache)."""
-        rules = getattr(self.stack.handlers[self.ingest].service, "_rules", None)
-        provider = getattr(rules, "_provider", None)
-        if provider is not None:
-            provider.clear_cache()
+        for function in (self.ingest, self.tracking):
+            service = getattr(self.stack.handlers[function], "service", None)
+            rules = getattr(getattr(service, "_ingest", service), "_rules", None)  # the tracking API's ingest
+            provider = getattr(rules, "_provider", None)
+            if provider is not None:
+                provider.clear_cache()
 
 
 def _summary(answer: HttpAnswer) -> str:
@@ -528,8 +603,8 @@ def run(
     console: Console | None = None,
     **server: Any,
 ) -> None:
-    """Serve until Ctrl-C (or SIGTERM). ``server``: LocalServer's options (api_key, tick_seconds,
-    verbose, parameters: stack parameters, as ``sam deploy`` takes them)."""
+    """Serve until Ctrl-C (or SIGTERM). ``server``: LocalServer's options (api_key, write_keys,
+    tick_seconds, verbose, parameters: stack parameters, as ``sam deploy`` takes them)."""
     parameters = server.get("parameters") or {}
     tick_seconds = server.get("tick_seconds", 1.0)
     api_key = server.get("api_key")
@@ -550,10 +625,16 @@ def run(
         httpd = _Server((host, port), app)  # bind first: a busy port fails before moto starts
     except OSError as exc:
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    bound_host, bound_port = httpd.server_address[:2]
+    app.served_on = (host, int(bound_port))  # the host as given (a name such as localhost stays a name)
     app.start()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    bound_host, bound_port = httpd.server_address[:2]
     console.print(f"[bold]Red Flag local API[/]: POST http://{bound_host}:{bound_port}/v1/events")
+    keys = " or ".join(escape(k) for k in app.write_keys)
+    console.print(
+        f"  tracking API (Segment, RudderStack SDKs): host http://{bound_host}:{bound_port}, write key {keys}"
+        f" (/v1/batch, /v1/track, ...; /v1/webhook signed with {escape(app.tracking_secret)})"
+    )
     console.print(f"  pipeline: template.yaml on moto, clock = wall clock, sweeper + stream every {tick_seconds:g} s")
     names = ", ".join(f"{t} ({threshold_text(r)})" for t, r in sorted(rules.items())) or "none"
     console.print(f"  rules from {escape(str(rules_dir))} into SSM {app.rules_path}: {escape(names)}")
@@ -572,7 +653,7 @@ def run(
             " (--parameter QuietHours=off to send at once)"
         )
     if api_key is None:
-        console.print("  no API key required (--api-key KEY to require x-api-key like the deployed API)")
+        console.print("  no API key required (--api-key KEY to require x-api-key like the deployed API, /local too)")
     if host not in LOOPBACK:
         console.print(f"[yellow]warning:[/] listening on {escape(host)}, not loopback; there is no authentication")
     console.print("  Ctrl-C to stop", highlight=False)

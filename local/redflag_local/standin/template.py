@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -208,6 +209,25 @@ def _parsed(path: Path, mtime_ns: int) -> dict[str, Any]:
     return yaml_parse(path.read_text())
 
 
+class ApiRoute:
+    """One route of the deployed API: ``/v1/users/{user_id}`` matches ``/v1/users/u-1`` (one segment each)."""
+
+    def __init__(self, path: str, method: str, function: str, api_key: bool) -> None:
+        self.path = path
+        self.method = method
+        self.function = function
+        self.api_key = api_key
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+        self._pattern = re.compile(f"^{pattern}$")
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """The path parameters when this route takes the request, else None."""
+        if method.upper() != self.method:
+            return None
+        found = self._pattern.match(path)
+        return found.groupdict() if found else None
+
+
 class Template:
     def __init__(self, path: Path = TEMPLATE) -> None:
         self.path = path
@@ -229,6 +249,22 @@ class Template:
     def function_event(self, function: str, event_type: str) -> dict[str, Any]:
         events = self.sam["Resources"][function]["Properties"].get("Events", {})
         return next(e["Properties"] for e in events.values() if e["Type"] == event_type)
+
+    @cached_property
+    def api_routes(self) -> list[ApiRoute]:
+        """Every route of the deployed API, as the template's Api events declare it: path (with its
+        ``{name}`` parameters), method, the function it invokes, and whether it needs the API key
+        (``Globals.Api.Auth.ApiKeyRequired``, unless the event says otherwise)."""
+        default = bool(self.sam.get("Globals", {}).get("Api", {}).get("Auth", {}).get("ApiKeyRequired", False))
+        routes = []
+        for name, res in self.resources("AWS::Serverless::Function").items():
+            for event in res["Properties"].get("Events", {}).values():
+                if event["Type"] != "Api":
+                    continue
+                p = event["Properties"]
+                keyed = p.get("Auth", {}).get("ApiKeyRequired", default)
+                routes.append(ApiRoute(p["Path"], p["Method"].upper(), name, bool(keyed)))
+        return routes
 
     def function_timeout(self, function: str) -> float:
         props = self.sam["Resources"][function]["Properties"]

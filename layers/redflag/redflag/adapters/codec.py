@@ -2,7 +2,7 @@
 due index. The one place that knows the storage format; the domain never sees it.
 
     timer         pk = user_id            sk = task#{task}#{instance_id}  kind = task  (+ due_shard when open)
-    activity      pk = user_id            sk = user                      kind = user
+    activity      pk = user_id            sk = user                      kind = user  (+ profile: identify, group)
     account flag  pk = account#{account}  sk = flag#{rule}#{week}         kind = account_flag
     a flag item   pk = flags#{group}        sk = {id}                       kind = flag  (a rate's change, an
                                                                           account's move into red: Kind.flag_ref)
@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from redflag import kinds
-from redflag.core.activity import Activity, ActivityKey
+from redflag.core.activity import Activity, ActivityKey, Profile
 from redflag.core.events import UserInfo
 from redflag.core.interventions import EmailLog, Escalation, UserState
 from redflag.core.timers import DeferredKey, Timer, TimerKey, TimerState, fingerprint
@@ -117,7 +117,20 @@ def _activity_item(activity: Activity) -> dict[str, Any]:
         item["account_id"] = activity.account_id
     if activity.seen:
         item["seen"] = " ".join(activity.seen)
+    if not activity.profile.is_empty():
+        profile = activity.profile.model_dump(exclude_none=True)
+        if activity.profile.identified_at is not None:
+            profile["identified_at"] = number(activity.profile.identified_at)
+        item["profile"] = profile
     return item
+
+
+def _profile(raw: Any) -> Profile:
+    if not isinstance(raw, dict):
+        return Profile()
+    data = {k: str(v) for k, v in raw.items() if k in Profile.model_fields and k != "identified_at" and v is not None}
+    at = raw.get("identified_at")
+    return Profile(**data, identified_at=float(at) if at is not None else None)
 
 
 def _stored(model: type[Rule] | type[UserInfo], data: dict[str, Any]) -> Any:
@@ -160,7 +173,13 @@ def activity_of(item: dict[str, Any] | None) -> Activity | None:
         return None
     data: dict[str, Any] = {n: item[n] for n in _ACTIVITY_NUMBERS if n in item}
     data |= {"version": item.get("version", 0), "active_events": item.get("active_events", 0)}
-    return Activity(key=ActivityKey(user_id=item["pk"]), account_id=item.get("account_id"), seen=_seen(item), **data)
+    return Activity(
+        key=ActivityKey(user_id=item["pk"]),
+        account_id=item.get("account_id"),
+        seen=_seen(item),
+        profile=_profile(item.get("profile")),
+        **data,
+    )
 
 
 def record_of(item: dict[str, Any]) -> Timer | Activity | None:

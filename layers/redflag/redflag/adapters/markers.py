@@ -51,7 +51,8 @@ class DynamoMembers:
         self._stats = stats
 
     def forget(self, user_id: str, accounts: Sequence[str]) -> int:
-        keys = [{"pk": f"member#{a}", "sk": user_hash(a, user_id)} for a in accounts]
+        # the member markers, and the retention entries (adapters/stats_table.py) keyed the same way
+        keys = [{"pk": f"{p}#{a}", "sk": user_hash(a, user_id)} for a in accounts for p in ("member", "retain")]
         return self._stats.delete_keys(keys) if keys else 0
 
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.utilities import parameters
 
-from redflag.core import unsubscribe
+from redflag.core import tracking, unsubscribe
 
 
 class Secret:
@@ -21,6 +21,17 @@ class Secret:
     def __call__(self) -> bytes:
         value = parameters.get_secret(self._id, max_age=self._max_age)
         return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class WriteKeys:
+    """The tracking API's write keys, from their secret: one key, or a JSON list of keys (while one is
+    rotated, the old and the new); read through the secret's cache."""
+
+    def __init__(self, secret: Callable[[], bytes]) -> None:
+        self._secret = secret
+
+    def __call__(self) -> tuple[str, ...]:
+        return tracking.write_keys(self._secret().decode(errors="replace"))
 
 
 class SecureString:

@@ -10,12 +10,28 @@
                                                                    started, failed, flags
     account flags pk = acct#{account}     sk = flags                red flags of the account's users
     markers       pk = seen#{account}#{day or week} / member#{account}   sk = a hash of the user id
+    email counts  pk = email#{task}           sk = arm#{arm}       sent, delivered, bounced, complained, clicked
+    email marker  pk = ses#{SES message id}   sk = {measure}       counted once (expires after 90 days)
+    cohort        pk = retention#{task}       sk = {arm}#{flag day}   flagged, active7, active28
+    retained      pk = retain#{account}       sk = a hash of the user id   t#{task}: {at, arm, day, until, w7, w28}
 
 Exactly once: a window's task counts are written in transactions that also put the window's marker
 (a replayed window finds it and writes nothing); each user is counted once per day, week and account
 by a conditional marker written in the same transaction as its counter. Weekly rows are spread over
 ``WEEK_SHARDS`` partition keys so that no partition takes every account's writes; the usage-drop check
 reads a week with one query per shard. Markers hold hashes, never user ids.
+
+Response rate (``count_email``, from the SES feedback function): each SES event about a Red Flag email
+adds one to its rule's counter for the measure it stands for, once per email and measure (a marker
+keyed by SES's message id, in the same transaction): a retry, SNS delivering twice or a second click
+on the same email counts nothing more.
+
+Retention (``RETENTION_DAYS``, in ``persist``): a flagged user of an account enters the rule's cohort
+of their flag's day and arm (``flagged``), once per user and rule in ``RETENTION_WINDOW_DAYS`` (a
+conditional write on their ``retain`` item, in the transaction that counts them); their activity, as
+the account counters count it, on a day in ``[N, N + 7)`` days after the flag day counts them once in
+``activeN`` of that cohort (a conditional write on the same item). The item expires when the last
+window it waits for is over, and erasure deletes it with the member markers.
 """
 
 from __future__ import annotations
@@ -33,14 +49,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from redflag.adapters import aws
 from redflag.core.baselines import Histogram
-from redflag.core.weeks import week_of
-from redflag.services.learning import BUCKET_COUNTERS, COUNTERS, Fold, TaskStats
+from redflag.core.weeks import day_of, week_of
+from redflag.services.learning import BUCKET_COUNTERS, COUNTERS, Active, Flagged, Fold, TaskStats
 from redflag.services.ports import StoreUnavailable
 
 WEEK_SHARDS = 8
 TRANSACTION_ITEMS = 100
 MARKER_DAYS = 40  # markers outlive the longest window they guard (a week, a member's first week)
 BUCKET_DAYS = 3  # rate buckets outlive the longest window a rate rule reads (a day) and the report's history
+EMAIL_MARKER_DAYS = 90  # SES reports clicks as long as the link is followed: weeks, rarely months
+RETENTION_DAYS = (7, 28)  # active in the week from day N after the flag
+RETENTION_WEEK = 7
+RETENTION_WINDOW_DAYS = max(RETENTION_DAYS) + RETENTION_WEEK  # a user's entry waits this long, then closes
+EMAIL_MEASURES = ("sent", "delivered", "bounced", "complained", "clicked")
 _av, _py = aws.to_attributes, aws.from_attributes
 
 
@@ -207,8 +228,13 @@ class DynamoStats:
                 }
             }
             self._transact([marker, *updates[i : i + per]], ok_if_first_exists=True)
-        for active in sorted(fold.active.values(), key=lambda a: (a.account_id, a.day, a.user_id)):
+        for (account, user, task), flagged in sorted(fold.cohort.items()):
+            self._enter_cohort(account, user, task, flagged)
+        actives = sorted(fold.active.values(), key=lambda a: (a.account_id, a.day, a.user_id))
+        for active in actives:
             self._count_active(active.account_id, active.user_id, active.day, active.at, now)
+        if actives:
+            self._count_retained(actives)
 
     def _task_update(self, task: str, seg: str, stats: TaskStats) -> dict[str, Any]:
         adds: dict[str, int | Decimal] = {name: n for name, n in stats.counts.items() if n}
@@ -284,6 +310,112 @@ class DynamoStats:
             self._transact(
                 [returned, self._add(week_key(first_week, account), {"returned": 1})], ok_if_first_exists=True
             )
+
+    # --- retention: a flagged user's activity in the weeks after the flag -------------------------
+
+    def _enter_cohort(self, account: str, user: str, task: str, flagged: Flagged) -> None:
+        """The user joins the cohort of the flag's day and arm, unless they are in one of this rule's
+        cohorts whose window is still open (a retry finds the entry and counts nothing)."""
+        day = day_of(flagged.at)
+        until = flagged.at + RETENTION_WINDOW_DAYS * 86400
+        entry = {"at": _decimal(flagged.at), "arm": flagged.arm, "day": day, "until": _decimal(until)}
+        join = {
+            "Update": {
+                "TableName": self._table,
+                "Key": _av({"pk": f"retain#{account}", "sk": user_hash(account, user)}),
+                "UpdateExpression": "SET #t = :entry, expires_at = :expires",
+                "ConditionExpression": "attribute_not_exists(#t) OR #t.#until < :at",
+                "ExpressionAttributeNames": {"#t": f"t#{task}", "#until": "until"},
+                "ExpressionAttributeValues": _av(
+                    {":entry": entry, ":expires": math.ceil(until + 86400), ":at": _decimal(flagged.at)}
+                ),
+            }
+        }
+        cohort = self._add({"pk": f"retention#{task}", "sk": f"{flagged.arm}#{day}"}, {"flagged": 1})
+        self._transact([join, cohort], ok_if_first_exists=True)
+
+    def _count_retained(self, actives: Sequence[Active]) -> None:
+        """Each active user-day of the window against the user's open cohort entries: read in batches of
+        100, a hit written once per entry and horizon."""
+        keys = list(dict.fromkeys((a.account_id, user_hash(a.account_id, a.user_id)) for a in actives))
+        found = self._rows_raw([{"pk": f"retain#{account}", "sk": h} for account, h in keys])
+        for a in actives:
+            item = found.get((f"retain#{a.account_id}", user_hash(a.account_id, a.user_id)))
+            for name, entry in (item or {}).items():
+                if not name.startswith("t#") or not isinstance(entry, dict):
+                    continue
+                after = _days_between(str(entry["day"]), a.day)
+                for days in RETENTION_DAYS:
+                    if days <= after < days + RETENTION_WEEK and f"w{days}" not in entry:
+                        entry[f"w{days}"] = True  # this window's later days find it counted
+                        self._retained(a.account_id, a.user_id, name, entry, days)
+
+    def _retained(self, account: str, user: str, name: str, entry: dict[str, Any], days: int) -> None:
+        hit = {
+            "Update": {
+                "TableName": self._table,
+                "Key": _av({"pk": f"retain#{account}", "sk": user_hash(account, user)}),
+                "UpdateExpression": "SET #t.#w = :yes",
+                "ConditionExpression": "#t.#at = :at AND attribute_not_exists(#t.#w)",
+                "ExpressionAttributeNames": {"#t": name, "#w": f"w{days}", "#at": "at"},
+                "ExpressionAttributeValues": _av({":yes": True, ":at": entry["at"]}),
+            }
+        }
+        task = name[len("t#") :]
+        cohort = self._add({"pk": f"retention#{task}", "sk": f"{entry['arm']}#{entry['day']}"}, {f"active{days}": 1})
+        self._transact([hit, cohort], ok_if_first_exists=True)
+
+    def retention(self, task: str) -> dict[tuple[str, str], dict[str, int]]:
+        """(arm, flag day) -> flagged, active7, active28 of one rule's cohorts: one query."""
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _av({":pk": f"retention#{task}"}),
+        }
+        while True:
+            page = self._call("query", **kwargs)
+            for raw in page.get("Items", []):
+                item = _py(raw)
+                arm, _, day = str(item["sk"]).partition("#")
+                out[(arm, day)] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal)}
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- response rate: what SES says of the emails ------------------------------------------------
+
+    def count_email(self, message_id: str, task: str, arm: str, measure: str, now: float) -> bool:
+        """One more ``measure`` for the rule's emails in ``arm``, once per email and measure (a marker
+        in the same transaction); False when it was counted before. ``services.feedback.Responses``."""
+        expires = math.ceil(now + EMAIL_MARKER_DAYS * 86400)
+        marker = self._marker(f"ses#{message_id}", measure, expires)
+        counter = self._add({"pk": f"email#{task}", "sk": f"arm#{arm}"}, {measure: 1})
+        return self._transact([marker, counter], ok_if_first_exists=True)
+
+    def email_counts(self, tasks: Sequence[str]) -> dict[tuple[str, str], dict[str, int]]:
+        """(task, arm) -> sent, delivered, bounced, complained, clicked: batched reads, no scan."""
+        arms = ("emailed", "holdout")
+        rows = self._rows_raw([{"pk": f"email#{t}", "sk": f"arm#{arm}"} for t in tasks for arm in arms])
+        return {
+            (pk[len("email#") :], sk[len("arm#") :]): {k: int(v) for k, v in row.items() if isinstance(v, Decimal)}
+            for (pk, sk), row in rows.items()
+        }
+
+    def _rows_raw(self, keys: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """(pk, sk) -> the item, for the keys that exist: BatchGetItem calls of 100."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for i in range(0, len(keys), 100):
+            request = {self._table: {"Keys": [_av(k) for k in keys[i : i + 100]]}}
+            while request:
+                page = self._call("batch_get_item", RequestItems=request)
+                for raw in page.get("Responses", {}).get(self._table, []):
+                    item = _py(raw)
+                    out[(str(item["pk"]), str(item["sk"]))] = item
+                request = page.get("UnprocessedKeys") or {}
+                if request:
+                    time.sleep(0.05)
+        return out
 
     # --- the write path -----------------------------------------------------------------------
 

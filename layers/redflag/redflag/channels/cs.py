@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from redflag.channels.base import Alert, Context, RedFlag
-from redflag.core.text import SNS_SUBJECT_MAX, chat_escape, one_line
+from redflag.core.text import SNS_SUBJECT_MAX, chat_escape, chat_unescape, one_line
 
 
 class CsAlert(Alert):
@@ -41,9 +41,12 @@ class Cs:
 
 
 def chatbot_message(cs: CsAlert) -> dict[str, Any]:
-    """The CS alert in AWS Chatbot's custom notification format (Chatbot posts it to Slack or Teams)."""
-    m = cs.message
-    return {
+    """The CS alert in AWS Chatbot's custom notification format (Chatbot posts it to Slack or Teams).
+    Built from the values as typed, then every string escaped for chat once (``chat_escape``), as the
+    JSON format is: the title (the SNS subject), the context (the SNS attributes), the ids."""
+    m = chat_unescape(cs.message)
+    user_id = m.get("user_id")
+    body = {
         "version": "1.0",
         "source": "custom",
         "id": cs.alert_id,
@@ -51,15 +54,17 @@ def chatbot_message(cs: CsAlert) -> dict[str, Any]:
             "textType": "client-markdown",
             "title": cs.subject,
             "description": str(m.get("summary", "")),
-            "nextSteps": [f"Reach out to {m['user_id']}" if m.get("user_id") else "Look at the account"],
+            "nextSteps": [f"Reach out to {user_id}" if user_id else "Look at the account"],
         },
         "metadata": {
-            "threadId": str(m.get("user_id") or m.get("account_id") or "redflag"),
+            "threadId": str(user_id or m.get("account_id") or "redflag"),
             "summary": str(m.get("summary", "")),
             "eventType": str(m.get("reason", "red_flag")),
             "additionalContext": {k: str(v) for k, v in cs.attributes.items()},
         },
     }
+    escaped: dict[str, Any] = chat_escape(body)
+    return escaped
 
 
 CHANNEL = Cs()

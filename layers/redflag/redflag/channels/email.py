@@ -6,19 +6,60 @@ the flag. Every value a user typed is escaped for its medium by ``redflag.core.t
 line in the subject, HTML-escaped in the HTML part; the name and subject are RFC 2047-encoded in the
 headers by ``redflag.core.mime``. Every email has a visible one-click unsubscribe link in its footer,
 and the RFC 8058 headers (``unsubscribe_url``).
+
+Click tracking: the configuration set publishes SES's Click events, and SES rewrites the links of the
+HTML part to count them. Only the help link is counted (a click on it is the user's response to the
+email: ``HELP_LINK_TAG``, read back by ``redflag.services.feedback``); every other link, the
+unsubscribe link first, carries ``ses:no-track`` and is left as written (``track_help_only``). SES
+never touches headers: ``List-Unsubscribe`` is sent as written.
 """
 
 from __future__ import annotations
 
 import html
+from html.parser import HTMLParser
 from typing import Any, ClassVar
 
 from redflag import kinds
 from redflag.channels.base import Alert, Context, RedFlag, UnsubscribeLinks
 from redflag.core.templates import render
-from redflag.core.text import humanize, one_line
+from redflag.core.text import humanize, one_line, plausible_name
 from redflag.core.timers import Timer
 from redflag.kinds.base import elapsed_of, reason_of, threshold_of, usual_of
+
+HELP_LINK_TAG = ("redflag", "help")  # SES link tag (ses:tags) of the help link: its Click events' linkTags
+
+
+class _Anchors(HTMLParser):
+    """Where the ``<a>`` start tags of a page are: (offset, the tag as written, its attributes)."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self._lines = [0] + [i + 1 for i, c in enumerate(page) if c == "\n"]
+        self.found: list[tuple[int, str, dict[str, str | None]]] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        text = self.get_starttag_text()
+        if tag == "a" and text:
+            line, column = self.getpos()
+            self.found.append((self._lines[line - 1] + column, text, dict(attrs)))
+
+
+def track_help_only(page: str, help_url: str | None) -> str:
+    """The page with SES's click tracking on the help link only: the anchors pointing at ``help_url``
+    tagged ``ses:tags="redflag:help;"``, every other anchor ``ses:no-track`` (one that has it already
+    is left as it is)."""
+    tag, value = HELP_LINK_TAG
+    out = page
+    for at, text, attrs in reversed(_Anchors(page).found):
+        if "ses:no-track" in attrs or "ses:tags" in attrs:
+            continue
+        helps = bool(help_url) and (attrs.get("href") or "").strip() == help_url
+        marked = f' ses:tags="{tag}:{value};"' if helps else " ses:no-track"
+        out = out[:at] + text[:2] + marked + text[2:] + out[at + len(text) :]
+    return out
 
 
 class EmailAlert(Alert):
@@ -35,10 +76,9 @@ class EmailAlert(Alert):
 
 
 def _first_name(name: str | None) -> str | None:
-    if not name:
-        return None
-    first = one_line(name, 80).split(" ")[0]
-    return first or None
+    """The first word of a plausible name (``text.plausible_name``); None: greet neutrally."""
+    plausible = plausible_name(name)
+    return plausible.split(" ")[0] if plausible else None
 
 
 def email_values(timer: Timer, now: float, unsubscribe_url: str | None = None) -> dict[str, str]:
@@ -95,10 +135,11 @@ def compose_email(timer: Timer, now: float | None = None, links: UnsubscribeLink
         anchor = f'<a ses:no-track href="{html.escape(url)}">Unsubscribe</a>'
         link = f'<p style="font-size:small;color:#666">{anchor} from these.</p>'
         page = _before_body_end(page, link)
+    page = track_help_only(page, rule.help_url)
     return EmailAlert(
         alert_id=timer.alert_id("user"),
         to_address=timer.user.email,
-        to_name=one_line(timer.user.name, 80) if timer.user.name else None,
+        to_name=one_line(name, 80) if (name := plausible_name(timer.user.name)) else None,
         subject=subject,
         text=text,
         html=page,

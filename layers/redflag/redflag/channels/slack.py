@@ -5,6 +5,11 @@ Chatbot's custom format). Its strings arrive escaped for chat already; they are 
 escaped again here (``&``, ``<``, ``>`` only, as Slack asks), so a value is escaped exactly once
 whoever published it: a user named ``<!channel>`` is shown as text and pings nobody, and ``&amp;``
 never turns into ``&amp;amp;``.
+
+Then, and only then, each text is clipped to Slack's limit for its place (``clip_escaped``): the
+limits count the escaped text Slack receives, and a cut never falls inside an entity (``&amp;`` is
+kept whole or dropped whole), so every message is valid Block Kit however dense in ``&<>`` a name, a
+label or the properties are (Slack refuses a message over a limit with ``invalid_blocks``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from redflag.core.text import chat_escape, chat_unescape, one_line
 SECTION_MAX = 3000  # Slack's limit for a section's text
 FIELD_MAX = 2000  # and for one field
 HEADER_MAX = 150  # and for a header's plain text
-PROPERTIES_MAX = 1500  # of the JSON shown in the properties block
+CONTEXT_MAX = 3000  # and for a context element's text
+URL_MAX = 3000  # and for a button's URL
+PROPERTIES_MAX = 1500  # of the JSON shown in the properties block, escaped
+SUMMARY_MAX = 300  # of the summary, before escaping
 ICONS = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 
 
@@ -29,12 +37,28 @@ def escape(text: Any) -> str:
     return chat_escape(chat_unescape(str(text)))
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def clip_escaped(raw: str, limit: int) -> str:
+    """``raw`` text (unescaped) escaped for Slack, then clipped to ``limit`` characters of the escaped
+    text, an ellipsis marking the cut; whole entities only: a character whose escape does not fit is
+    dropped whole."""
+    escaped = chat_escape(raw)
+    if len(escaped) <= limit:
+        return escaped
+    out: list[str] = []
+    size = 0
+    for char in raw:
+        piece = chat_escape(char)
+        if size + len(piece) > limit - 1:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out) + "…"
 
 
 def _field(label: str, value: Any) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": _clip(f"*{label}*\n{escape(one_line(str(value), FIELD_MAX))}", FIELD_MAX)}
+    head = f"*{escape(label)}*\n"
+    shown = one_line(chat_unescape(str(value)), 10 * FIELD_MAX)
+    return {"type": "mrkdwn", "text": head + clip_escaped(shown, FIELD_MAX - len(head))}
 
 
 def _link(template: str, message: dict[str, Any]) -> str | None:
@@ -66,27 +90,31 @@ def message(alert: dict[str, Any], subject: str | None = None, link_template: st
         }
         subject = subject or content.get("title")
     severity = str(alert.get("severity") or "warning")
-    summary = escape(one_line(str(alert.get("summary") or subject or "Red flag"), 300))
-    title = one_line(chat_unescape(str(subject or alert.get("label") or "Red flag")), HEADER_MAX - 4)
-    headline = _clip(f"{ICONS.get(severity, '')} {summary}", SECTION_MAX)
+    summary = one_line(chat_unescape(str(alert.get("summary") or subject or "Red flag")), SUMMARY_MAX)
+    title = one_line(chat_unescape(str(subject or alert.get("label") or "Red flag")), 10 * HEADER_MAX)
+    icon = f"{ICONS.get(severity, '')} "
+    headline = icon + clip_escaped(summary, SECTION_MAX - len(icon))
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": escape(title), "emoji": True}},
+        {"type": "header", "text": {"type": "plain_text", "text": clip_escaped(title, HEADER_MAX), "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
     ]
     facts = [(k, v) for k, v in _facts(alert) if v not in (None, "")]
     if facts:
         blocks.append({"type": "section", "fields": [_field(k, v) for k, v in facts[:10]]})
-    if lines := [escape(line) for line in kinds.by_reason(alert.get("reason")).lines(alert)]:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines), SECTION_MAX)}})
+    if lines := [chat_unescape(str(line)) for line in kinds.by_reason(alert.get("reason")).lines(alert)]:
+        text = clip_escaped("\n".join(lines), SECTION_MAX)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     props = alert.get("properties")
     if isinstance(props, dict) and props:
-        shown = _clip(json.dumps(chat_unescape(props), ensure_ascii=False, sort_keys=True), PROPERTIES_MAX)
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Properties*\n```{escape(shown)}```"}})
-    context = [f"severity *{escape(severity)}*", f"reason {escape(alert.get('reason') or 'red_flag')}"]
+        shown = clip_escaped(json.dumps(chat_unescape(props), ensure_ascii=False, sort_keys=True), PROPERTIES_MAX)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Properties*\n```{shown}```"}})
+    reason = chat_unescape(str(alert.get("reason") or "red_flag"))
+    context = [f"severity *{clip_escaped(chat_unescape(severity), 100)}*", f"reason {clip_escaped(reason, 100)}"]
     if alert.get("run_id"):
-        context.append(f"run {escape(alert['run_id'])}")
+        context.append(f"run {clip_escaped(chat_unescape(str(alert['run_id'])), 100)}")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-    if url := _link(link_template, alert):
+    url = _link(link_template, alert)
+    if url and len(url) <= URL_MAX:  # a clipped URL would lead somewhere else: no button instead
         blocks.append(
             {
                 "type": "actions",

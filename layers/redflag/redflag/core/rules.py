@@ -11,10 +11,11 @@ or maps segments to overrides (``{"power_user": {"threshold_seconds": 1800}}``):
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -107,6 +108,65 @@ class HealthBands(BaseModel):
         return self
 
 
+def _names(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+EventNames = Annotated[list[EventName], BeforeValidator(_names), Field(min_length=1, max_length=20)]
+PropertyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_$][A-Za-z0-9_.$-]{0,63}$")]
+Scalar = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
+
+
+class TrackMapping(BaseModel):
+    """Which tracking calls (the Segment Spec's ``track``, ``page``, ``screen``) are this rule's events:
+    a task's ``started``, ``completed`` and ``failed`` event names, an inactivity rule's ``active``
+    ones. Each key is a name or a list of names; a kind takes the keys of its own event types
+    (``redflag.kinds``: ``Kind.track_keys``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    started: EventNames | None = Field(
+        default=None, description='task: the track events that start it ("Landing Page Started")'
+    )
+    completed: EventNames | None = Field(default=None, description="task: the track events that complete it")
+    failed: EventNames | None = Field(default=None, description="task: the track events that are a failure of it")
+    active: EventNames | None = Field(
+        default=None, description="inactivity: the track events that count (default: every track, page and screen)"
+    )
+    instance_property: PropertyName | None = Field(
+        default=None, description="the property whose value keys the instance (page_id: one timer per page)"
+    )
+    where: dict[PropertyName, Scalar | Annotated[list[Scalar], Field(min_length=1, max_length=20)]] | None = Field(
+        default=None, description="only calls whose properties hold these values (a list: any of them)"
+    )
+
+    def names(self, key: str) -> list[str]:
+        return list(getattr(self, key) or [])
+
+    def given(self) -> list[str]:
+        """The event keys this mapping sets (started, completed, ...)."""
+        return [k for k in ("started", "completed", "failed", "active") if getattr(self, k)]
+
+    def matches(self, properties: dict[str, Any]) -> bool:
+        """The call's properties hold every ``where`` value (a list: any of its values)."""
+        for name, wanted in (self.where or {}).items():
+            got = properties.get(name)
+            options = wanted if isinstance(wanted, list) else [wanted]
+            if not any(_same(got, o) for o in options):
+                return False
+        return True
+
+
+def _same(got: Any, wanted: Any) -> bool:
+    """Equal JSON values: ``true`` is not ``1``, ``1`` is ``1.0``, ``"1"`` is neither."""
+    if isinstance(got, bool) or isinstance(wanted, bool):
+        return isinstance(got, bool) and isinstance(wanted, bool) and got == wanted
+    if isinstance(got, int | float) and isinstance(wanted, int | float):
+        return got == wanted
+    return isinstance(got, str) and isinstance(wanted, str) and got == wanted
+
+
 class SegmentOverride(BaseModel):
     """What changes for users in one segment; anything left out is the rule's own."""
 
@@ -177,6 +237,9 @@ class RuleFields(BaseModel):
     help_url: HelpUrl | None = Field(default=None, description="where the email's {help_url} points")
     holdout_percent: float = Field(
         default=0, ge=0, le=100, description="share of users (by a stable hash of user_id) flagged but not emailed"
+    )
+    track: TrackMapping | None = Field(
+        default=None, description="which Segment-style track calls are this rule's events (the tracking API)"
     )
 
     def applies_to(self, segment: str | None) -> bool:

@@ -49,6 +49,8 @@ def sign(secret: bytes, user_id: str, email: str | None, expires_at: int) -> str
 
 
 def verify(secret: bytes, token: str, now: float) -> Subscriber:
+    if not token.isascii():  # a token is base64url and a dot; anything else (a lone surrogate) is malformed
+        raise InvalidToken("malformed")
     try:
         body, mac = token.split(".")
         given = _unb64(mac)

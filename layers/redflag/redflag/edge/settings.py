@@ -47,6 +47,15 @@ class IngestSettings(_Base):
     stats_table_name: Name = Field(description="learned thresholds read their histograms here")
 
 
+class TrackingSettings(IngestSettings):
+    """tracking_api: Segment-style calls (the tracking API, the webhook destinations) -> timers, profiles."""
+
+    write_keys_secret_arn: Name = Field(description="the write keys: one key, or a JSON list of keys (rotation)")
+    tracking_webhook_secret_arn: Name = Field(description="the webhook destinations' shared secret (X-Signature)")
+    secrets_cache_seconds: int = Field(default=300, ge=0, description="a rotated key takes effect within this")
+    profile_retention_days: int = Field(default=90, ge=1, le=3650, description="a profile is kept this long after")
+
+
 class SweepSettings(_Base):
     """sweep_due_timers: due timer -> flagged."""
 
@@ -145,6 +154,7 @@ class FeedbackSettings(_Base):
     """ses_events_to_state: SES events (SNS) -> suppression markers, one CS notice per suppression, metrics."""
 
     table_name: Name = Field(description="the suppression markers, beside the opt-out markers")
+    stats_table_name: Name = Field(description="each rule's email counts: sent, delivered, bounced, clicked")
     unsubscribe_secret_arn: Name = Field(description="keys the markers, as the opt-out markers are keyed")
     alert_topic_arn: TopicArn = Field(description="customer success is told of each suppression here")
     idempotency_table_name: Name

@@ -14,18 +14,21 @@ from redflag.edge.settings import (
     SlackSettings,
     StatsSettings,
     SweepSettings,
+    TrackingSettings,
     UsageSettings,
     UsersSettings,
 )
 
 if TYPE_CHECKING:  # each builder imports what it uses: a function loads only its own adapters
     from redflag.adapters.stats_table import DynamoStats
+    from redflag.services import ingest
     from redflag.services.alerting import AlertingService
     from redflag.services.feedback import FeedbackService
     from redflag.services.ingest import IngestService
     from redflag.services.rates import RateService
     from redflag.services.relay import Relay
     from redflag.services.sweeping import SweepService
+    from redflag.services.tracking import Gate, TrackingService
     from redflag.services.users import UsersService
     from redflag.services.weekly import UsageDropService
 
@@ -34,23 +37,40 @@ def _policy(retention_days: int) -> timers.Policy:
     return timers.Policy(retention_seconds=retention_days * 86400)
 
 
-def ingest_service(s: IngestSettings | None = None) -> IngestService:
-    from redflag.adapters.dynamodb import DynamoTimerStore
-    from redflag.adapters.ssm_rules import SsmRuleSource
-    from redflag.adapters.stats_table import DynamoStats
+def _limits(s: IngestSettings) -> ingest.Limits:
     from redflag.services import ingest
-    from redflag.services.ingest import IngestService
 
-    s = s or IngestSettings()
-    limits = ingest.Limits(
+    return ingest.Limits(
         max_future_skew_seconds=s.max_future_skew_seconds,
         max_age_seconds=s.max_event_age_days * 86400,
         workers=s.ingest_concurrency,
     )
+
+
+def ingest_service(s: IngestSettings | None = None) -> IngestService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.ssm_rules import SsmRuleSource
+    from redflag.adapters.stats_table import DynamoStats
+    from redflag.services.ingest import IngestService
+
+    s = s or IngestSettings()
+    limits = _limits(s)
     rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
     store = DynamoTimerStore(s.table_name, s.due_shards)
     baselines = DynamoStats(s.stats_table_name, cache_seconds=s.rules_cache_seconds, now=clock.SYSTEM.now)
     return IngestService(store, rules, clock.SYSTEM.now, _policy(s.completed_retention_days), limits, baselines)
+
+
+def tracking_service(s: TrackingSettings | None = None) -> tuple[TrackingService, Gate]:
+    """The tracking API: the ingest service under the Segment Spec's calls, and the gate of its write keys."""
+    from redflag.adapters.secrets import Secret, WriteKeys
+    from redflag.services.tracking import Gate, TrackingService
+
+    s = s or TrackingSettings()
+    events = ingest_service(s)
+    keys = WriteKeys(Secret(s.write_keys_secret_arn, s.secrets_cache_seconds))
+    gate = Gate(keys, Secret(s.tracking_webhook_secret_arn, s.secrets_cache_seconds))
+    return TrackingService(events, clock.SYSTEM.now, _limits(s), s.profile_retention_days * 86400), gate
 
 
 def alerting_service(s: AlertSettings | None = None) -> AlertingService:
@@ -101,6 +121,7 @@ def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
     from redflag.adapters.secrets import Secret
     from redflag.adapters.send_once import DynamoSendOnce
     from redflag.adapters.sns import SnsDeliverer
+    from redflag.adapters.stats_table import DynamoStats
     from redflag.services.feedback import FeedbackService
     from redflag.services.sending import Sender
 
@@ -109,7 +130,8 @@ def feedback_service(s: FeedbackSettings | None = None) -> FeedbackService:
     once = DynamoSendOnce(s.idempotency_table_name, now=clock.SYSTEM.now, sleep=clock.SYSTEM.sleep)
     sender = Sender({"cs": SnsDeliverer(s.alert_topic_arn, s.cs_message_format)}, once, SqsParking(s.parked_queue_url))
     secret = Secret(s.unsubscribe_secret_arn, s.secrets_cache_seconds)
-    return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender)
+    responses = DynamoStats(s.stats_table_name)  # each email's sends, deliveries, clicks, per rule
+    return FeedbackService(secret, DynamoFeedbackMarkers(s.table_name), sender, responses, clock.SYSTEM.now)
 
 
 def sweep_service(s: SweepSettings | None = None, drain: bool = False) -> SweepService:

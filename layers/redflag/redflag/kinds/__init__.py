@@ -26,6 +26,7 @@ from redflag.core.errors import invalid
 from redflag.core.events import EventType, TaskName, UserInfo, describe_errors
 from redflag.core.rules import RuleFields
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey
+from redflag.core.tracking import Interaction
 from redflag.kinds import escalation, funnel, health, inactivity, rate, suppression, task, usage_drop
 from redflag.kinds.base import Kind
 
@@ -141,6 +142,17 @@ class RuleBook(BaseModel):
 
     def of_kind(self, kind: str) -> dict[str, Rule]:
         return {name: rule for name, rule in self.rules.items() if rule.kind == kind}
+
+
+def tracked(book: RuleBook, call: Interaction) -> list[tuple[str, Rule, EventType]]:
+    """Every rule a tracking call (``track``, ``page``, ``screen``) is an event of, with the event type:
+    each rule's kind says (``Kind.tracked``), so a new kind maps calls without a change here."""
+    found = []
+    for name, rule in sorted(book.rules.items()):
+        event_type = get(rule.kind).tracked(rule, call)
+        if event_type is not None:
+            found.append((name, rule, event_type))
+    return found
 
 
 def parse_rules(raw: dict[str, str]) -> RuleBook:

@@ -10,6 +10,10 @@ A kind answers four questions, and nothing outside its module asks them by its n
 - **what its alert says**: the default email per reason (``default_emails``), the CS message and the
   webhook payload of one red flag (``cs_message``, ``webhook_payload``), and the facts a chat message
   shows (``facts``, read back from a published CS message);
+- **which tracking calls are its events** (``track_keys``, ``tracked``): the keys of a rule's ``track``
+  mapping this kind takes (a task's ``started``, ``completed``, ``failed``), and which of its event types
+  a Segment-style ``track``, ``page`` or ``screen`` call is under a rule, so the tracking API finds
+  every rule a call concerns through the registry (``redflag.kinds.tracked``);
 - **what the stream counts for it** (``counts_runs``: runs started and completed, learned durations;
   ``counts_activity``: an arm is the user being active; ``tallies``: anything else it counts, in a
   stats row of its own (a funnel's steps) or in the per-minute buckets rate rules read);
@@ -38,8 +42,9 @@ from redflag.core.errors import invalid, missing
 from redflag.core.events import EventType, TaskEvent, UserInfo
 from redflag.core.rules import RuleFields
 from redflag.core.templates import EmailTemplate
-from redflag.core.text import humanize, one_line
+from redflag.core.text import humanize, one_line, plausible_name
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState, retained
+from redflag.core.tracking import Interaction
 
 S = TypeVar("S")  # what a red flag of the kind is about: a timer, an account's week, an escalation
 
@@ -85,6 +90,7 @@ class Kind(ABC, Generic[S]):
     takes: ClassVar[frozenset[EventType]] = frozenset()  # events naming its rule that it applies
     arms: ClassVar[EventType | None] = None  # the event that starts a run of its timer (None: it keeps none)
     fields: ClassVar[frozenset[str]] = frozenset()  # the kind-specific rule fields it takes
+    track_keys: ClassVar[dict[str, EventType]] = {}  # a rule's `track` keys it takes -> the event each names
     default_notify: ClassVar[tuple[str, ...]] = ("user", "cs")
     counts_runs: ClassVar[bool] = False
     counts_activity: ClassVar[bool] = False
@@ -158,6 +164,37 @@ class Kind(ABC, Generic[S]):
     def flag_ref(self, subject: S) -> tuple[str, str]:
         """Where a red flag of this kind is written once: (its group, its id in the group)."""
         raise NotImplementedError(f"a {self.name} red flag is not written as an item")
+
+    # --- which tracking calls are its events ------------------------------------------------------------
+
+    def tracked(self, rule: RuleFields, call: Interaction) -> EventType | None:
+        """Which of this kind's events a ``track``, ``page`` or ``screen`` call is under ``rule`` (None: not
+        one): a track whose event the rule's ``track`` mapping names under one of ``track_keys``, with
+        properties that hold its ``where`` values."""
+        mapping = rule.track
+        if mapping is None or call.type != "track" or not mapping.matches(call.properties):
+            return None
+        for key, event_type in self.track_keys.items():
+            if call.name in mapping.names(key):
+                return event_type
+        return None
+
+    def check_track(self, rule: RuleFields) -> None:
+        """A rule's ``track`` mapping names only keys of this kind's events, each event name under one key."""
+        if rule.track is None:
+            return
+        given = rule.track.given()
+        for key in given:
+            if key not in self.track_keys:
+                takes = ", ".join(self.track_keys) or "no event keys"
+                article = "an" if self.name[0] in "aeiou" else "a"
+                invalid(f"track.{key}", f"{article} {self.name} rule's track mapping takes {takes}")
+        seen: dict[str, str] = {}
+        for key in given:
+            for name in rule.track.names(key):
+                if name in seen and seen[name] != key:
+                    invalid(f"track.{key}", f"'{name}' is under {seen[name]} already")
+                seen[name] = key
 
     # --- what its alert says -------------------------------------------------------------------------------
 
@@ -321,11 +358,15 @@ class TimerKind(Kind[Timer]):
         timer, rule = subject, subject.rule
         assert rule is not None
         elapsed = max(0.0, now - timer.started_at) if timer.started_at is not None else 0.0
-        who = timer.user.name or timer.key.user_id
+        who = plausible_name(timer.user.name) or timer.key.user_id
         reason = reason_of(timer)
         usual = usual_of(timer)
+        said = self.said(timer, reason, who, elapsed)
+        unreachable = "user" in rule.notify and not timer.user.email
+        if unreachable:  # the email channel has nowhere to send it: customer success is the only one told
+            said += ". No email address is known for this user, so they were not emailed: reach out another way"
         message = {
-            "summary": one_line(self.said(timer, reason, who, elapsed), 300),
+            "summary": one_line(said, 300),
             "reason": reason.value,
             "severity": rule.severity,
             "task": timer.key.task,
@@ -345,6 +386,8 @@ class TimerKind(Kind[Timer]):
             "run_failures": timer.run_failures,
             "properties": timer.properties,
         }
+        if unreachable:
+            message["email_known"] = False
         attributes = {"task": timer.key.task, "severity": rule.severity, "user_id": timer.key.user_id}
         return CsMessage(f"Red flag: {rule.label} ({timer.key.user_id})", message, attributes)
 
@@ -377,7 +420,7 @@ class TimerKind(Kind[Timer]):
         m = message
         given = m.get("user")
         user: Mapping[str, Any] = given if isinstance(given, dict) else {}
-        name = user.get("name")
+        name = plausible_name(str(user["name"])) if user.get("name") else None
         facts: list[tuple[str, Any]] = [("User", f"{name} ({m.get('user_id')})" if name else m.get("user_id"))]
         facts.append(("Task", m.get("label") or m.get("task")))
         facts += self.run_facts(m)
@@ -389,6 +432,8 @@ class TimerKind(Kind[Timer]):
             facts.append(("Account", account))
         if segment := user.get("segment"):
             facts.append(("Segment", segment))
+        if m.get("email_known") is False:
+            facts.append(("Email", "none known: not emailed"))
         return facts
 
     def run_facts(self, m: Mapping[str, Any]) -> list[tuple[str, Any]]:

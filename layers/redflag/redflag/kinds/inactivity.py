@@ -1,19 +1,25 @@
 """The ``inactivity`` kind: a user who has not been active (``user_active`` events naming the rule) for
 ``threshold_seconds``. One timer per user and rule; each activity re-arms it at the activity time, so
 when it falls due the user has been silent for the threshold. Pure.
+
+Through the tracking API every ``track``, ``page`` and ``screen`` call of the user is activity for the
+rule, or, when the rule's ``track`` mapping names ``active`` events, those tracks only (and ``where``
+narrows either to calls whose properties hold its values).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from redflag.core.baselines import Threshold
+from redflag.core.errors import invalid
 from redflag.core.events import EventType, Outcome, TaskEvent, UserInfo
 from redflag.core.rules import RuleFields
 from redflag.core.templates import EmailTemplate
 from redflag.core.text import humanize
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState
+from redflag.core.tracking import Interaction
 from redflag.kinds.base import CLOSING, TimerKind, arm, fixed, threshold_checks, threshold_of
 
 EMAILS = {
@@ -30,7 +36,8 @@ class Inactivity(TimerKind):
     reasons = (FlagReason.INACTIVITY,)
     arms = EventType.USER_ACTIVE
     takes = frozenset({EventType.USER_ACTIVE})
-    fields = frozenset({"threshold_seconds", "expected_seconds"})
+    fields = frozenset({"threshold_seconds", "expected_seconds", "track"})
+    track_keys: ClassVar[dict[str, EventType]] = {"active": EventType.USER_ACTIVE}
     counts_activity = True
     doc = "docs/rules.md#inactivity"
     sample_rule = "rules/daily_practice.yaml"
@@ -39,9 +46,23 @@ class Inactivity(TimerKind):
 
     def check(self, rule: RuleFields) -> None:
         threshold_checks(rule)
+        self.check_track(rule)
+        if rule.track is not None and rule.track.instance_property:
+            invalid("track.instance_property", "an inactivity rule keeps one timer per user: it has no instances")
 
     def refusal(self, field: str) -> str:
-        return "an inactivity rule takes threshold_seconds only"
+        return "an inactivity rule takes threshold_seconds (and a track mapping) only"
+
+    def tracked(self, rule: RuleFields, call: Interaction) -> EventType | None:
+        """Every track, page and screen is activity; with ``active`` names, those tracks only."""
+        mapping = rule.track
+        if mapping is None:
+            return EventType.USER_ACTIVE
+        if not mapping.matches(call.properties):
+            return None
+        if mapping.active is None or (call.type == "track" and call.name in mapping.active):
+            return EventType.USER_ACTIVE
+        return None
 
     def threshold_text(self, rule: RuleFields) -> str:
         return f"{rule.threshold_seconds} s"

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from redflag.core.baselines import Threshold
+from redflag.core.errors import invalid
 from redflag.core.events import EventType, Outcome, UserInfo
 from redflag.core.rules import RuleFields
 from redflag.core.templates import EmailTemplate
@@ -56,7 +57,12 @@ class Task(TimerKind):
     reasons = (FlagReason.TIME, FlagReason.FAILURES)
     arms = EventType.TASK_STARTED
     takes = frozenset({EventType.TASK_STARTED, EventType.TASK_COMPLETED, EventType.TASK_FAILED})
-    fields = frozenset({"threshold_seconds", "threshold", "expected_seconds", "max_failures"})
+    fields = frozenset({"threshold_seconds", "threshold", "expected_seconds", "max_failures", "track"})
+    track_keys: ClassVar[dict[str, EventType]] = {
+        "started": EventType.TASK_STARTED,
+        "completed": EventType.TASK_COMPLETED,
+        "failed": EventType.TASK_FAILED,
+    }
     counts_runs = True
     doc = "docs/rules.md#task"
     sample_rule = "rules/create_landing_page.yaml"
@@ -65,6 +71,9 @@ class Task(TimerKind):
 
     def check(self, rule: RuleFields) -> None:
         threshold_checks(rule)
+        self.check_track(rule)
+        if rule.track is not None and not rule.track.started:
+            invalid("track.started", "name the track events that start the task")
 
     def threshold_text(self, rule: RuleFields) -> str:
         failures = f", {rule.max_failures} failures" if rule.max_failures else ""

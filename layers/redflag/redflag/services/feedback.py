@@ -18,6 +18,13 @@ addresses it suppresses:
 - transient and undetermined bounces, deliveries, delays, rejects, rendering failures and clicks
   are counted only.
 
+What an event says of the email's rule counts toward its response rate (``response_of``): the
+email was sent (SES's Send), delivered, bounced (any bounce: SES did not deliver it), complained
+about (a complaint that is not ``not-spam``) or **clicked**: its help link followed, the one link SES
+tracks (``channels.email.HELP_LINK_TAG``; every other link carries ``ses:no-track``). Which rule
+comes from the email's own ``X-RedFlag-Alert`` header (user, task, instance, run); the arm is always
+``emailed`` (a held-out user is sent nothing). Counted once per email and measure (``Responses``).
+
 The first marker written for an address wins (a conditional write): a second bounce, or an address
 opted out before, changes nothing. Customer success is told once per suppression, with the reason,
 on the CS topic (a CS alert keyed on the marker and the SES feedback that wrote it, so a retry or a
@@ -38,6 +45,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from redflag import channels
 from redflag.channels.base import Context, RedFlag
+from redflag.channels.email import HELP_LINK_TAG
 from redflag.core import unsubscribe
 from redflag.kinds.suppression import KIND, Suppressed
 from redflag.services.sending import Sender
@@ -70,12 +78,19 @@ class Mail(_Model):
         return next((h.value for h in self.headers if h.name.lower() == name.lower()), None)
 
     @property
-    def user_id(self) -> str | None:
-        """The user the email went to, from Red Flag's own ``X-RedFlag-Alert`` header (user, task,
-        instance, run, channel); None when SES left the headers out or truncated them."""
+    def alert(self) -> tuple[str, str, str, str] | None:
+        """Which red flag's email this is, from Red Flag's own ``X-RedFlag-Alert`` header: (user, task,
+        instance, run); None when SES left the headers out or truncated them, or it is not ours."""
         value = self.header(ALERT_HEADER)
-        parts = value.strip().split("/") if value else []
-        return (unquote(parts[0]) or None) if len(parts) == 5 and parts[4] == "user" else None
+        parts = [unquote(p) for p in value.strip().split("/")] if value else []
+        if len(parts) != 5 or parts[4] != "user" or not all(parts[:4]):
+            return None
+        return parts[0], parts[1], parts[2], parts[3]
+
+    @property
+    def user_id(self) -> str | None:
+        """The user the email went to (``alert``)."""
+        return self.alert[0] if self.alert else None
 
 
 class Recipient(_Model):
@@ -121,6 +136,10 @@ class Click(_Model):
     linkTags: dict[str, list[str]] = {}
 
 
+class Send(_Model):
+    pass
+
+
 class Reject(_Model):
     reason: str = ""
 
@@ -140,6 +159,7 @@ class SesEvent(_Model):
     delivery: Delivery | None = None
     deliveryDelay: DeliveryDelay | None = None
     click: Click | None = None
+    send: Send | None = None
     reject: Reject | None = None
     failure: RenderingFailure | None = None
 
@@ -148,6 +168,7 @@ class SesEvent(_Model):
 
 ON_SES_LIST = frozenset({"OnAccountSuppressionList", "Suppressed"})
 COUNTED = {  # event types that are counted only
+    "Send": "send",
     "Delivery": "delivery",
     "DeliveryDelay": "delivery_delay",
     "Reject": "reject",
@@ -197,6 +218,24 @@ def classify(event: SesEvent) -> Feedback:
     return Feedback(COUNTED.get(event.eventType, "other"))
 
 
+EMAILED = "emailed"  # the arm every email is in (redflag.services.learning: a held-out user gets none)
+
+
+def response_of(event: SesEvent) -> str | None:
+    """What the event says of its email, for the response rate: sent, delivered, bounced, complained,
+    clicked (the help link); None when it says none of these."""
+    kind = event.eventType
+    if kind == "Click":
+        tag, value = HELP_LINK_TAG
+        return "clicked" if event.click is not None and value in event.click.linkTags.get(tag, []) else None
+    if kind == "Complaint":
+        complaint = event.complaint
+        return (
+            None if complaint is None or (complaint.complaintFeedbackType or "").lower() == "not-spam" else "complained"
+        )
+    return {"Send": "sent", "Delivery": "delivered", "Bounce": "bounced"}.get(kind)
+
+
 # --- the ports ------------------------------------------------------------------------------------
 
 
@@ -213,6 +252,13 @@ class Markers(Protocol):
         ...
 
 
+class Responses(Protocol):
+    def count_email(self, message_id: str, task: str, arm: str, measure: str, now: float) -> bool:
+        """One more ``measure`` for the rule's emails in ``arm``, once per email (SES message id) and
+        measure; False when counted before. Raises ``StoreUnavailable`` for a passing fault."""
+        ...
+
+
 # --- the service ----------------------------------------------------------------------------------
 
 
@@ -224,20 +270,32 @@ class Handled:
     already: int = 0  # addresses suppressed before: nothing changed
     notices: int = 0  # CS notices sent (or found sent before)
     sent: int = 0  # of those, sent by this call
+    response: str | None = None  # what it counts as for its rule's response rate (response_of)
+    counted: bool = False  # counted by this call (False: before, or not ours)
 
     @property
     def outcome(self) -> str:
         return "suppressed" if self.suppressed else "already_suppressed" if self.already else "counted"
 
     def summary(self) -> dict[str, Any]:
-        return {"event": self.event_type, "kind": self.kind, "outcome": self.outcome, "notices": self.notices}
+        return {"event": self.event_type, "kind": self.kind, "outcome": self.outcome, "notices": self.notices,
+                "response": self.response, "counted": self.counted}  # fmt: skip
 
 
 class FeedbackService:
-    def __init__(self, secret: Callable[[], bytes], markers: Markers, sender: Sender) -> None:
+    def __init__(
+        self,
+        secret: Callable[[], bytes],
+        markers: Markers,
+        sender: Sender,
+        responses: Responses | None = None,
+        now: Callable[[], float] | None = None,
+    ) -> None:
         self._secret = secret
         self._markers = markers
         self._sender = sender
+        self._responses = responses
+        self._now = now
 
     def handle(self, event: SesEvent, until: float) -> Handled:
         """Suppress what the event says to, tell CS once (``until``: the invocation's deadline). Raises
@@ -245,9 +303,18 @@ class FeedbackService:
         changes nothing twice."""
         feedback = classify(event)
         handled = Handled(event.eventType, feedback.kind)
-        if feedback.reason is None or feedback.at is None or not feedback.addresses:
-            return handled
-        at = feedback.at.timestamp()
+        if feedback.reason is not None and feedback.at is not None and feedback.addresses:
+            self._suppress(event, feedback, feedback.at.timestamp(), until, handled)
+        handled.response = response_of(event)
+        alert = event.mail.alert
+        if handled.response and alert is not None and self._responses is not None:
+            now = self._now() if self._now is not None else until
+            task = alert[1]
+            handled.counted = self._responses.count_email(event.mail.messageId, task, EMAILED, handled.response, now)
+        return handled
+
+    def _suppress(self, event: SesEvent, feedback: Feedback, at: float, until: float, handled: Handled) -> None:
+        assert feedback.reason is not None
         secret = self._secret()
         notices = []
         for address in feedback.addresses:
@@ -268,4 +335,3 @@ class FeedbackService:
             raise failures[0]
         handled.notices += len(notices)
         handled.sent += sum(1 for s in sending.sent.values() if s.now)
-        return handled

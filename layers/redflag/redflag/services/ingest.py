@@ -24,9 +24,10 @@ from pydantic import ValidationError
 
 from redflag import kinds
 from redflag.core import timers
-from redflag.core.activity import Activity, ActivityKey, apply_activity
+from redflag.core.activity import Activity, ActivityKey, UserUpdate, apply_update
 from redflag.core.baselines import ALL, Threshold, threshold_for
-from redflag.core.events import EventResult, EventType, IngestResponse, Outcome, TaskEvent, describe_errors
+from redflag.core.events import EventResult, EventType, IngestResponse, Outcome, TaskEvent, UserInfo, describe_errors
+from redflag.core.rules import RuleFields
 from redflag.kinds import InvalidRule, Rule, RuleBook
 from redflag.services.ports import (
     BaselineSource,
@@ -49,12 +50,39 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class TaskItem:
+    """One event of a rule's timer from the tracking API (``redflag.services.tracking``): validated, its
+    time settled. ``personalise``: the user's profile, read in the same batched read as the timers,
+    fills in what ``event.user`` leaves unset (a track carries no traits of its own)."""
+
     index: int
     event: TaskEvent
     at: float
-    rule: Rule | None  # as it applies to the user's segment; None: user_active (an activity record)
+    personalise: bool = True
+
+
+@dataclass(frozen=True)
+class UserItem:
+    """One update of a user's record (activity, profile) from the tracking API: one per user and request."""
+
+    index: int
+    user_id: str
+    update: UserUpdate
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    seq: int
+    index: int
+    key: RecordKey
+    at: float
+    event_id: str | None
+    event: TaskEvent | None = None  # None: an update of the user's record
+    rule: Rule | None = None  # as it applies to the user's segment (once known)
+    update: UserUpdate | None = None
     threshold: Threshold | None = None  # what a new run is armed with (learned thresholds)
+    personalise: bool = False  # the segment, and so the rule, is known after the profile is read
 
 
 class IngestService:
@@ -78,37 +106,57 @@ class IngestService:
         now = self._clock()
         book = self._rules.rulebook()
         results: dict[int, EventResult] = {}
-        groups: dict[RecordKey, list[_Planned]] = {}
-        planned_all: list[_Planned] = []
+        planned: list[_Planned] = []
         for index, raw in enumerate(raw_events):
-            planned = self._plan(index, raw, now, book)
-            if isinstance(planned, EventResult):
-                results[index] = planned
+            p = self._plan(index, raw, now, book)
+            if isinstance(p, EventResult):
+                results[index] = p
             else:
-                planned_all.append(planned)
-        for planned in self._with_thresholds(planned_all):
-            groups.setdefault(_key_of(planned), []).append(planned)
-        if groups:
-            results |= self._apply_all(groups, now)
+                planned.append(p)
+        results |= {r.index: r for r in self._run(planned, now)}
         ordered = [results[i] for i in range(len(raw_events))]
         rejected = sum(r.status is Outcome.REJECTED for r in ordered)
         retry = sum(r.status is Outcome.RETRY for r in ordered)
         return IngestResponse(results=ordered, accepted=len(ordered) - rejected - retry, rejected=rejected, retry=retry)
+
+    def apply(self, items: Sequence[TaskItem | UserItem], book: RuleBook | None = None) -> list[EventResult]:
+        """The tracking API's items, with one batched read (timers and the profiles they need) and one
+        conditional write per record change; one result per item (``index``: the item's message)."""
+        now = self._clock()
+        book = book if book is not None else self._rules.rulebook()
+        done: list[EventResult] = []
+        planned: list[_Planned] = []
+        for seq, item in enumerate(items):
+            if isinstance(item, UserItem):
+                key = ActivityKey(user_id=item.user_id)
+                planned.append(_Planned(seq, item.index, key, now, item.event_id, update=item.update))
+                continue
+            p = self._check(seq, item.index, item.event, item.at, now, book, item.personalise)
+            (done if isinstance(p, EventResult) else planned).append(p)  # type: ignore[arg-type]  # each list takes its own
+        return done + self._run(planned, now)
+
+    def rulebook(self) -> RuleBook:
+        return self._rules.rulebook()
 
     # --- validation and rules: nothing touches the store yet ----------------------------------
 
     def _plan(self, index: int, raw: Any, now: float, book: RuleBook) -> _Planned | EventResult:
         event_id = raw.get("event_id") if isinstance(raw, dict) and isinstance(raw.get("event_id"), str) else None
         event_id = event_id if event_id is not None and len(event_id) <= 128 else None
-
-        def done(status: Outcome, reason: str | None) -> EventResult:
-            return EventResult(index=index, status=status, event_id=event_id, reason=reason)
-
         try:
             event = TaskEvent.model_validate(raw)
         except ValidationError as exc:
-            return done(Outcome.REJECTED, describe_errors(exc.errors()))
+            reason = describe_errors(exc.errors())
+            return EventResult(index=index, status=Outcome.REJECTED, event_id=event_id, reason=reason)
         at = event.occurred_at.timestamp() if event.occurred_at is not None else now
+        return self._check(index, index, event, at, now, book, personalise=False)
+
+    def _check(
+        self, seq: int, index: int, event: TaskEvent, at: float, now: float, book: RuleBook, personalise: bool
+    ) -> _Planned | EventResult:
+        def done(status: Outcome, reason: str | None) -> EventResult:
+            return EventResult(index=index, status=status, event_id=event.event_id, reason=reason)
+
         if at > now + self._limits.max_future_skew_seconds:
             return done(
                 Outcome.REJECTED, f"occurred_at: more than {self._limits.max_future_skew_seconds} seconds in the future"
@@ -121,7 +169,8 @@ class IngestService:
         if EventType(event.type) is EventType.USER_ACTIVE and not (
             kind is not None and EventType.USER_ACTIVE in kind.takes
         ):
-            return _Planned(index, event, at, None)  # the user's activity record
+            update = UserUpdate(active_events=1, active_at=at, first_at=at, account_id=event.user.account_id)
+            return _Planned(seq, index, ActivityKey(user_id=event.user_id), at, event.event_id, event, update=update)
         if rule is None:
             return done(Outcome.IGNORED, f"no rule for task '{event.task}'")
         if isinstance(rule, InvalidRule):
@@ -129,21 +178,30 @@ class IngestService:
         assert kind is not None
         if not kind.takes:
             return done(Outcome.IGNORED, kind.ignored(EventType(event.type), rule))
-        if not rule.applies_to(event.user.segment):
-            return done(Outcome.IGNORED, f"the rule for task '{event.task}' does not cover this user's segment")
-        return _Planned(index, event, at, rule.for_segment(event.user.segment))
+        planned = _Planned(seq, index, kind.key(event), at, event.event_id, event, rule, personalise=personalise)
+        return planned if personalise else self._for_segment(planned)
+
+    def _for_segment(self, p: _Planned) -> _Planned | EventResult:
+        """The rule as it applies to the user's segment, or `ignored` when it does not cover it."""
+        assert p.event is not None and p.rule is not None
+        segment = p.event.user.segment
+        if not p.rule.applies_to(segment):
+            reason = f"the rule for task '{p.event.task}' does not cover this user's segment"
+            return EventResult(index=p.index, status=Outcome.IGNORED, event_id=p.event_id, reason=reason)
+        return replace(p, rule=p.rule.for_segment(segment), personalise=False)
 
     def _with_thresholds(self, planned: list[_Planned]) -> list[_Planned]:
         """Runs armed under a learned threshold get it from the durations their kind names (a task's own,
         a funnel step's): one cached read of the distributions the request needs, however many events ask."""
-        asks = {
-            i: learned
-            for i, p in enumerate(planned)
-            if p.rule is not None and (learned := kinds.get(p.rule.kind).learning(p.rule, p.event)) is not None
-        }
+        asks: dict[int, tuple[str, RuleFields]] = {}
+        segments: dict[int, str | None] = {}
+        for i, p in enumerate(planned):
+            if p.rule is not None and p.event is not None:
+                learned = kinds.get(p.rule.kind).learning(p.rule, p.event)
+                if learned is not None:
+                    asks[i], segments[i] = learned, p.event.user.segment
         if not asks:
             return planned
-        segments = {i: planned[i].event.user.segment for i in asks}
         keys = sorted({(name, seg) for i, (name, _) in asks.items() for seg in [segments[i] or ALL, ALL]})
         try:
             found = self._baselines.histograms(keys) if self._baselines is not None else {}
@@ -155,20 +213,39 @@ class IngestService:
             out[i] = replace(planned[i], threshold=threshold_for(rule, segments[i], per_segment))
         return out
 
-    # --- the store: one batched read, then the writes ------------------------------------------
-
-    def _apply_all(self, groups: dict[RecordKey, list[_Planned]], now: float) -> dict[int, EventResult]:
+    def _run(self, planned: list[_Planned], now: float) -> list[EventResult]:
+        """One batched read of every record the items touch (and the profiles personalised events need),
+        the segments settled, then the writes."""
+        if not planned:
+            return []
+        profiles = {ActivityKey(user_id=p.event.user_id) for p in planned if p.personalise and p.event is not None}
+        keys = list(dict.fromkeys([p.key for p in planned] + sorted(profiles, key=lambda k: k.user_id)))
         try:
-            stored = self._store.load(list(groups))
+            stored = self._store.load(keys)
         except StoreUnavailable as exc:
-            return {p.index: _retry(p, f"store unavailable ({exc.code})") for ps in groups.values() for p in ps}
-        jobs = [(key, planned, stored.get(key)) for key, planned in groups.items()]
+            return [_retry(p, f"store unavailable ({exc.code})") for p in planned]
+        out: list[EventResult] = []
+        ready: list[_Planned] = []
+        for p in planned:
+            if p.personalise and p.event is not None:
+                record = stored.get(ActivityKey(user_id=p.event.user_id))
+                event = p.event.model_copy(update={"user": _personalised(p.event.user, record)})
+                settled = self._for_segment(replace(p, event=event))
+                (out if isinstance(settled, EventResult) else ready).append(settled)  # type: ignore[arg-type]  # each list takes its own
+            else:
+                ready.append(p)
+        groups: dict[RecordKey, list[_Planned]] = {}
+        for p in self._with_thresholds(ready):
+            groups.setdefault(p.key, []).append(p)
+        jobs = [(key, group, stored.get(key)) for key, group in groups.items()]
         if len(jobs) == 1 or self._limits.workers <= 1:
-            outcomes = [self._apply_group(key, planned, current, now) for key, planned, current in jobs]
+            outcomes = [self._apply_group(key, group, current, now) for key, group, current in jobs]
         else:
             with ThreadPoolExecutor(max_workers=min(self._limits.workers, len(jobs))) as pool:
                 outcomes = list(pool.map(lambda job: self._apply_group(job[0], job[1], job[2], now), jobs))
-        return {r.index: r for group in outcomes for r in group}
+        return out + [r for group in outcomes for r in group]
+
+    # --- the writes: one conditional write per record change ------------------------------------
 
     def _apply_group(
         self, key: RecordKey, planned: list[_Planned], current: Record | None, now: float
@@ -192,7 +269,7 @@ class IngestService:
     def _apply_one(
         self, key: RecordKey, p: _Planned, current: Record | None, now: float
     ) -> tuple[EventResult, Record | None]:
-        event_id = p.event.event_id
+        event_id = p.event_id
 
         def done(status: Outcome, reason: str | None = None) -> EventResult:
             return EventResult(index=p.index, status=status, event_id=event_id, reason=reason)
@@ -220,21 +297,25 @@ class IngestService:
     ) -> tuple[Outcome, str | None, Record | None]:
         e = p.event
         if isinstance(key, ActivityKey):
-            assert current is None or isinstance(current, Activity)
-            return Outcome.RECORDED, None, apply_activity(current, key, p.at, now, e.user, self._policy)
-        assert p.rule is not None and (current is None or isinstance(current, timers.Timer))
+            assert p.update is not None and (current is None or isinstance(current, Activity))
+            return Outcome.RECORDED, None, apply_update(current, key, p.update, now, self._policy)
+        assert e is not None and p.rule is not None and (current is None or isinstance(current, timers.Timer))
         decision = kinds.get(p.rule.kind).apply(
             current, key, EventType(e.type), p.at, p.rule, now, e.user, e.properties, self._policy, p.threshold
         )
         return decision.outcome, decision.reason, decision.timer
 
 
-def _key_of(p: _Planned) -> RecordKey:
-    e = p.event
-    if p.rule is None:
-        return ActivityKey(user_id=e.user_id)
-    return kinds.get(p.rule.kind).key(e)
+def _personalised(user: UserInfo, record: Record | None) -> UserInfo:
+    """The event's own user info, with what the user's profile holds where it leaves a field unset."""
+    if not isinstance(record, Activity):
+        return user
+    stored = record.user().model_dump(exclude_none=True)
+    own = user.model_dump(exclude_none=True)
+    if not stored:
+        return user
+    return UserInfo.model_construct(**(stored | own))  # both checked at the door: the profile when written
 
 
 def _retry(p: _Planned, why: str) -> EventResult:
-    return EventResult(index=p.index, status=Outcome.RETRY, event_id=p.event.event_id, reason=f"{why}; send again")
+    return EventResult(index=p.index, status=Outcome.RETRY, event_id=p.event_id, reason=f"{why}; send again")

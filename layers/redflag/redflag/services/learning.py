@@ -8,6 +8,9 @@ users the email goes to, ``holdout``: users held out of it), so the two completi
 Users without a segment count only in ALL.
 Per account: which users were active on which day; per account and ISO week: runs started, runs with a
 failure and red flags (what the health score reads).
+Per rule and arm, for retention: the flagged users who belong to an account (``cohort``: the first red
+flag of a user on a rule in a window), so that their activity in the weeks after can be counted
+(``redflag.adapters.stats_table``, "retention").
 What each kind counts beyond that (``Kind.tallies``): a funnel's steps, each in a row of its own; and,
 for rate rules, per-minute buckets of runs started, abandoned, failed and converted, by the minute each
 run started in.
@@ -74,6 +77,14 @@ class Active:
     at: float
 
 
+@dataclass(frozen=True)
+class Flagged:
+    """A user's red flag on a rule, for retention: when, and on which side of the rule's holdout."""
+
+    at: float
+    arm: str  # emailed, holdout
+
+
 @dataclass
 class Fold:
     tasks: dict[tuple[str, str], TaskStats] = field(default_factory=dict)
@@ -81,6 +92,7 @@ class Fold:
     account_flags: dict[str, int] = field(default_factory=dict)  # account -> red flags of its users
     buckets: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)  # (name, epoch minute) -> counts
     weeks: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (week, account) -> counts
+    cohort: dict[tuple[str, str, str], Flagged] = field(default_factory=dict)  # (account, user, task)
 
     def task(self, timer: Timer, name: str | None = None) -> list[TaskStats]:
         task = name or timer.key.task
@@ -166,9 +178,11 @@ class Fold:
                 s.add(f"flagged_{arm}")
         if timer.user.account_id:
             self.account_flags[timer.user.account_id] = self.account_flags.get(timer.user.account_id, 0) + 1
-            when = timer.flagged_at or timer.due_at or timer.started_at
-            if when is not None:
-                self._week(week_of(when), timer.user.account_id, "flags")
+            at = timer.flagged_at or timer.due_at or timer.started_at
+            if at is not None:
+                self._week(week_of(at), timer.user.account_id, "flags")
+            if arm and at is not None:  # retention counts users whose activity is counted: an account's
+                self.cohort.setdefault((timer.user.account_id, timer.key.user_id, timer.key.task), Flagged(at, arm))
 
     def _active(self, account: str, user: str, at: float) -> None:
         day = day_of(at)
@@ -185,6 +199,8 @@ class Fold:
             _add_counts(self.buckets.setdefault(bucket, {}), counts)
         for week, counts in other.weeks.items():
             _add_counts(self.weeks.setdefault(week, {}), counts)
+        for cohort_key, flagged in other.cohort.items():
+            self.cohort.setdefault(cohort_key, flagged)
 
     # --- a tumbling window's state (JSON, under 1 MB) -------------------------------------------
 
@@ -205,6 +221,7 @@ class Fold:
             "account_flags": self.account_flags,
             "buckets": [[name, minute, counts] for (name, minute), counts in self.buckets.items()],
             "weeks": [[week, account, counts] for (week, account), counts in self.weeks.items()],
+            "cohort": [[*k, f.at, f.arm] for k, f in self.cohort.items()],
         }
 
     @classmethod
@@ -220,6 +237,8 @@ class Fold:
             fold.buckets[(name, int(minute))] = dict(counts)
         for week, account, counts in (state or {}).get("weeks", []):
             fold.weeks[(week, account)] = dict(counts)
+        for account, user, task, at, arm in (state or {}).get("cohort", []):
+            fold.cohort[(account, user, task)] = Flagged(float(at), arm)
         return fold
 
 

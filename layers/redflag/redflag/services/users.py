@@ -83,7 +83,7 @@ class Members(Protocol):
     """The stats table's per-account member markers (a hash of account and user id)."""
 
     def forget(self, user_id: str, accounts: Sequence[str]) -> int:
-        """Delete the user's member marker of each account; how many were asked."""
+        """Delete the user's member marker and retention entry of each account; how many were asked."""
         ...
 
 
