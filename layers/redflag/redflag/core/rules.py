@@ -134,6 +134,9 @@ class TrackMapping(BaseModel):
     active: EventNames | None = Field(
         default=None, description="inactivity: the track events that count (default: every track, page and screen)"
     )
+    steps: dict[StepName, EventNames] | None = Field(
+        default=None, description="funnel: the track events that reach each step (step name -> event names)"
+    )
     instance_property: PropertyName | None = Field(
         default=None, description="the property whose value keys the instance (page_id: one timer per page)"
     )
@@ -142,11 +145,12 @@ class TrackMapping(BaseModel):
     )
 
     def names(self, key: str) -> list[str]:
-        return list(getattr(self, key) or [])
+        value = getattr(self, key) or []
+        return [n for names in value.values() for n in names] if isinstance(value, dict) else list(value)
 
     def given(self) -> list[str]:
         """The event keys this mapping sets (started, completed, ...)."""
-        return [k for k in ("started", "completed", "failed", "active") if getattr(self, k)]
+        return [k for k in ("started", "completed", "failed", "active", "steps") if getattr(self, k)]
 
     def matches(self, properties: dict[str, Any]) -> bool:
         """The call's properties hold every ``where`` value (a list: any of its values)."""

@@ -179,6 +179,11 @@ class Kind(ABC, Generic[S]):
                 return event_type
         return None
 
+    def tracked_properties(self, rule: RuleFields, call: Interaction) -> dict[str, Any]:
+        """The properties of the event a call ``tracked`` maps becomes (default: the call's own; a funnel
+        adds the step the call reaches)."""
+        return call.properties
+
     def check_track(self, rule: RuleFields) -> None:
         """A rule's ``track`` mapping names only keys of this kind's events, each event name under one key."""
         if rule.track is None:

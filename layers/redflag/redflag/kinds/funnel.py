@@ -39,6 +39,7 @@ from redflag.core.rules import FunnelStep, RuleFields
 from redflag.core.templates import EmailTemplate
 from redflag.core.text import humanize
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState
+from redflag.core.tracking import Interaction
 from redflag.kinds.base import (
     CLOSING,
     CsMessage,
@@ -112,7 +113,8 @@ class Funnel(TimerKind):
     reasons = (FlagReason.STUCK,)
     arms = EventType.TASK_STARTED
     takes = frozenset({EventType.TASK_STARTED, EventType.TASK_COMPLETED, EventType.TASK_FAILED})
-    fields = frozenset({"steps"})
+    fields = frozenset({"steps", "track"})
+    track_keys: ClassVar[dict[str, EventType]] = {"steps": EventType.TASK_STARTED, "failed": EventType.TASK_FAILED}
     doc = "docs/rules.md#funnel"
     sample_rule = "rules/checkout.yaml"
     sample_event = "events/timers_to_alerts/funnel_step_flagged.json"
@@ -143,6 +145,7 @@ class Funnel(TimerKind):
             limit = step.threshold_seconds or (step.threshold.fallback_seconds if step.threshold else None)
             if step.expected_seconds is not None and limit is not None and step.expected_seconds >= limit:
                 invalid(f"{at}.expected_seconds", "must be below the step's threshold")
+        self._check_track(rule)
 
     def refusal(self, field: str) -> str:
         return f"a funnel rule sets thresholds per step (steps[].threshold_seconds): it takes no {field}"
@@ -155,6 +158,41 @@ class Funnel(TimerKind):
                 f"{step.name} {t.factor:g} x {t.relative_to}" if t else f"{step.name} {step.threshold_seconds} s"
             )
         return f"{len(steps_of(rule))} steps: " + ", ".join(parts)
+
+    def _check_track(self, rule: RuleFields) -> None:
+        self.check_track(rule)
+        if rule.track is None:
+            return
+        if not rule.track.steps:
+            invalid("track.steps", "name the track events that reach each step")
+        names = {s.name for s in steps_of(rule)}
+        seen: dict[str, str] = {}
+        for step, events in rule.track.steps.items():
+            if step not in names:
+                invalid(f"track.steps.{step}", f"'{rule.label}' has no step '{step}'; its steps: {', '.join(names)}")
+            for event in events:
+                if event in seen:
+                    invalid(f"track.steps.{step}", f"'{event}' reaches {seen[event]} already")
+                seen[event] = step
+
+    # --- which tracking calls are its events ------------------------------------------------------------
+
+    def _step_of(self, rule: RuleFields, call: Interaction) -> str | None:
+        mapping = rule.track
+        if mapping is None or not mapping.steps or call.type != "track" or not mapping.matches(call.properties):
+            return None
+        return next((step for step, events in mapping.steps.items() if call.name in events), None)
+
+    def tracked(self, rule: RuleFields, call: Interaction) -> EventType | None:
+        """A track the mapping names under a step reaches that step (``properties.step`` set to it); one
+        under ``failed`` is a failure at the step the user is at."""
+        if self._step_of(rule, call) is not None:
+            return EventType.TASK_STARTED
+        return super().tracked(rule, call)
+
+    def tracked_properties(self, rule: RuleFields, call: Interaction) -> dict[str, Any]:
+        step = self._step_of(rule, call)
+        return call.properties if step is None else {**call.properties, STEP: step}
 
     # --- its timer -------------------------------------------------------------------------------------
 
