@@ -355,6 +355,8 @@ def _environ(values: dict[str, str]):
 
 
 class LocalStack:
+    STATS_SHARD = "shardId-00000001541626099285-f35f62ef"  # the shard the stats function's windows name
+
     def __init__(
         self,
         clock_start: float = 1_800_000_000.0,
@@ -778,7 +780,7 @@ class LocalStack:
             "Records": records,
             "window": {"start": iso(self._window["start"]), "end": iso(self._window["end"])},
             "state": self._window["state"] or {},
-            "shardId": "shardId-00000001541626099285-f35f62ef",
+            "shardId": self.STATS_SHARD,
             "eventSourceARN": self.stream_arn,
             "isFinalInvokeForWindow": final,
             "isWindowTerminatedEarly": False,
