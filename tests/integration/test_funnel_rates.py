@@ -4,6 +4,7 @@ nothing; checkouts folded by the stats function into per-minute buckets cross th
 and recover once, and a replayed stats window or alerts batch changes nothing; accounts scored by the
 weekly run from their week rows, one CS alert for the one that moved into red."""
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -196,3 +197,48 @@ def test_accounts_are_scored_by_the_weekly_run_and_one_that_moves_into_red_is_to
     assert red["account_id"] == "acme" and "Account acme is red: health 5.7" in red["summary"]
     assert "weekly actives -75% (-30)" in red["summary"]
     assert (red["score"], red["band"], red["previous_band"]) == (5.7, "red", "green")
+
+
+def test_the_report_shows_the_funnel_the_rates_and_health_at_80_columns(shop, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from redflag_local.ops import report
+
+    r = report.from_stack(shop)
+    (f,) = r.funnels
+    steps = {s.name: s for s in f.steps}
+    assert (steps["cart"].entered, steps["cart"].flagged) == (303, 35)  # ada, alan, grace and 300 checkouts
+    assert steps["cart"].went_on == 268 and steps["confirmed"].entered == 266
+    assert steps["shipping"].median == steps["shipping"].p90 and 120 <= steps["shipping"].median <= 300
+    assert (steps["shipping"].flagged, steps["payment"].flagged) == (1, 1)  # ada, alan
+    (rate,) = r.rates
+    assert [(c.status, c.rate) for c in rate.history] == [("crossed", 20.0), ("recovered", 5.0)]
+    assert not rate.alerting and rate.window_minutes == 60
+    health = {h.account_id: (h.score, h.band) for h in r.health}
+    assert health == {"acme": (5.7, "red"), "initech": (59.5, "yellow"), "globex": (95.5, "green")}
+    assert [h.account_id for h in r.health] == ["acme", "initech", "globex"]  # the worst first
+    acme = r.health[0]
+    assert acme.top[0] == "weekly actives -75% (-30)" and list(acme.history.values())[-2:] == [95.5, 5.7]
+
+    out = io.StringIO()
+    report.render(r, "table", Console(file=out, width=80, force_terminal=False))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "Funnel: checking out (checkout): 303 entered, 266 reached the end (88%)" in text
+    assert "crossed at 20% (20 of 100)" in text and "recovered at 5% (5 of 100)" in text
+    assert "acme: 5.7 red (was green 95.5)" in text and "most of it: weekly actives -75% (-30)" in text
+    assert "…" not in text
+    md = io.StringIO()
+    report.render(r, "md", Console(file=md, width=80, force_terminal=False))
+    assert "| cart | 303 | 268 (88%) |" in md.getvalue() and "| acme | 5.7 | red | green 95.5 |" in md.getvalue()
+    dumped = json.loads(r.model_dump_json())
+    assert {"tasks", "accounts", "outreach", "funnels", "rates", "health"} <= set(dumped)
+    assert report.from_json(r.model_dump_json()) == r
+
+    path = report.plot(r, tmp_path / "report.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [name for name, _ in report.product.sections(r.funnels, r.health)] == [
+        "funnel:checkout", "health:account_health"
+    ]  # fmt: skip
