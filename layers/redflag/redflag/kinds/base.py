@@ -1,6 +1,6 @@
 """What every kind of red flag provides: one small interface, one subclass per module. Pure.
 
-A kind answers four questions, and nothing outside its module asks them by its name:
+A kind answers these questions, and nothing outside its module asks them by its name:
 
 - **its rule**: which fields a rule of this kind takes, what else it must hold (``check``), and how its
   threshold reads in a few words (``threshold_text``);
