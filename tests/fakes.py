@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from redflag import channels
 from redflag.channels.base import Alert
@@ -248,3 +249,44 @@ class MemoryPeople:
         for timer, until in kept:
             self.deferred.setdefault(timer.alert_id("user"), until)
         return []
+
+
+class MemoryFlags:
+    """The timers table's flag items (``put_flag``, ``flags``) and account flags, in memory."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], tuple[str, Any]] = {}
+        self.account_flags: dict[str, Any] = {}
+
+    def put_flag(self, kind: Any, subject: Any, retention_seconds: int, now: float) -> bool:
+        ref = kind.flag_ref(subject)
+        if ref in self.items:
+            return False
+        self.items[ref] = (kind.name, subject)
+        return True
+
+    def flags(self, group: str, latest: int | None = None) -> list[tuple[str, Any]]:
+        found = [flag for (g, _), flag in sorted(self.items.items()) if g == group]
+        return found[::-1][:latest] if latest is not None else found
+
+    def put_account_flag(self, flag: Any, retention_seconds: int) -> bool:
+        key = f"{flag.account_id}#{flag.task}#{flag.week}"
+        if key in self.account_flags:
+            return False
+        self.account_flags[key] = flag
+        return True
+
+
+class FoldBuckets:
+    """A stats fold's rate buckets, read as the stats table answers them."""
+
+    def __init__(self, fold: Any) -> None:
+        self.fold = fold
+
+    def rate_window(self, name: str, first: int, end: int) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for (n, minute), counts in self.fold.buckets.items():
+            if n == name and first <= minute < end:
+                for k, v in counts.items():
+                    total[k] = total.get(k, 0) + v
+        return total

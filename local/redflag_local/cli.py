@@ -189,7 +189,11 @@ def report(
     fmt: Annotated[ReportFormat, typer.Option("--format", help="table, json or md")] = ReportFormat.table,
     plot: Annotated[
         Path | None,
-        typer.Option(dir_okay=False, help="Also draw the duration histograms and the did-it-help intervals (PNG)"),
+        typer.Option(
+            dir_okay=False,
+            help="Also draw the duration histograms, the funnels, account health over the weeks and the did-it-help "
+            "intervals (PNG)",
+        ),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Report on `redflag demo`'s two weeks (run quietly)")] = False,
     endpoint: Annotated[str, typer.Option(help="A running `redflag serve`")] = "http://127.0.0.1:3000",

@@ -33,6 +33,22 @@ def test_the_demo_shows_every_scene():
     assert "#customer-success" in text and "Escalation: user alan" in text
     rows = {(r.task, r.segment) for r in story["report"].tasks}
     assert ("create_landing_page", "all") in rows and ("create_landing_page", "power_user") in rows
+    # issue 16: an account turning red, a shopper stuck at a step, the abandonment rate crossing and recovering
+    assert story["health_red"] == "acme" and story["health_signals"][0].startswith("weekly actives -")
+    assert re.search(r"Account acme is red: health [\d.]+ in 2027-W05 \(from \w+ [\d.]+\)\. Most of it: weekly", text)
+    assert story["stuck_step"] == "shipping" and "has been at shipping details of checking out for" in text
+    assert (
+        story["rate_changes"] == ["crossed", "recovered"] and story["shoppers_abandoned"] == 12
+    )  # 10 in the first hour, 2 in the next
+    assert "checkout abandonment: 20% of the runs of checkout" in text and "checkout abandonment recovered" in text
+    report = text[text.index("9. The report") :]
+    shown = report[: report.index("What came of the emails")]
+    body = shown.splitlines()[1:]  # under the scene's rule (as wide as the demo's console)
+    assert all(len(line) <= 80 for line in body) and "…" not in shown  # readable at 80 columns
+    assert "Funnel: checking out (checkout):" in shown and "crossed at 20%" in shown and "acme: " in shown
+    (checkout,) = story["report"].funnels
+    assert [s.name for s in checkout.steps] == ["cart", "shipping", "payment", "confirmed"]
+    assert checkout.steps[0].flagged == 12 and checkout.steps[1].flagged == 1  # the carts left, and Margaret
 
 
 def test_redflag_demo_segment_sends_the_failing_scene_through_the_segment_sdk():

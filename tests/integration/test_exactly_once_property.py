@@ -1,9 +1,10 @@
 """Exactly once, whatever happens: a hypothesis state machine drives the real handlers on the
 template deployed into moto through random interleavings of starts, completions (also out of
 order), failures, duplicate events, clock advances, sweeper runs, TTL deletes (also of timers the
-sweeper already flagged), stream deliveries and replays of a stream batch. Three rules: a timed
-task, a task whose second failure in a run is a red flag at once, and an inactivity rule re-armed
-by each ``user_active``.
+sweeper already flagged), stream deliveries and replays of a stream batch. Four rules: a timed
+task, a task whose second failure in a run is a red flag at once, an inactivity rule re-armed
+by each ``user_active``, and a funnel whose step events come in any order, late or twice (a run is
+one wait at one step: reaching a later step while it is open means no alert for it).
 
 Invariants, checked after every step:
 - no alert before its timer is due (a failure flag alerts at once, by design);
@@ -31,13 +32,18 @@ PRACTICE = "practice"  # inactivity: no user_active for SILENCE seconds is a red
 THRESHOLD = 600
 MAX_FAILURES = 2
 SILENCE = 900
+FUNNEL = "checkout"  # cart -> payment -> confirmed, each wait THRESHOLD long
+STEPS = ["cart", "payment", "confirmed"]
 TASKS = [TASK, FAILING]
-THRESHOLDS = {TASK: THRESHOLD, FAILING: THRESHOLD, PRACTICE: SILENCE}
+THRESHOLDS = {TASK: THRESHOLD, FAILING: THRESHOLD, PRACTICE: SILENCE, FUNNEL: THRESHOLD}
 RULES = {
     TASK: {"label": "creating a landing page", "threshold_seconds": THRESHOLD},
     FAILING: {"label": "importing contacts", "threshold_seconds": THRESHOLD, "max_failures": MAX_FAILURES},
     PRACTICE: {"kind": "inactivity", "label": "daily practice", "threshold_seconds": SILENCE},
-}
+    FUNNEL: {"kind": "funnel", "label": "checking out", "steps": [
+        {"name": "cart", "threshold_seconds": THRESHOLD}, {"name": "payment", "threshold_seconds": THRESHOLD},
+        {"name": "confirmed"}]},
+}  # fmt: skip
 USERS = ["a", "b"]
 INSTANCES = ["p1", "p2"]
 _examples = itertools.count()
@@ -92,7 +98,7 @@ class ExactlyOnce(RuleBasedStateMachine):
     def _items(self):
         """(user id, task, instance) -> the stored timer, for every timer this example can touch."""
         keys = [(self._uid(u), f"task#{t}#{i}") for u, t, i in itertools.product(USERS, TASKS, INSTANCES)]
-        keys += [(self._uid(u), f"task#{PRACTICE}#default") for u in USERS]
+        keys += [(self._uid(u), f"task#{t}#default") for u in USERS for t in (PRACTICE, FUNNEL)]
         return {(pk, *sk.split("#")[1:]): item for (pk, sk), item in self.stack.get_items(keys).items()}
 
     def _own_keys(self):
@@ -162,6 +168,27 @@ class ExactlyOnce(RuleBasedStateMachine):
             run = _run_of_item(before)
             assert result["status"] == "completed"
             self.no_alert_runs.add(run)
+
+    @rule(
+        user=st.sampled_from(USERS),
+        step=st.sampled_from(STEPS),
+        back=st.sampled_from([0, 0, 30, 400, 900]),  # large: a step reached before the one the user is at
+        event_id=st.none() | st.integers(0, 5),
+    )
+    def funnel_step(self, user, step, back, event_id):
+        before = self._items().get((self._uid(user), FUNNEL, "default"))
+        event = self._event("task_completed", user, "default", back, event_id, FUNNEL)
+        result = self._post(event | {"properties": {"step": step}})
+        after = self._items().get((self._uid(user), FUNNEL, "default"))
+        if not (before and before["state"] == "open"):
+            return
+        if after is not None and (after["state"] == "completed" or after.get("step") != before.get("step")):
+            assert result["status"] in ("armed", "completed")  # moved on: the wait at its step ended unflagged
+            # moved on in the same second: the new wait has the old one's run id (the old one never alerts)
+            if after["state"] == "completed" or _run_of_item(after) != _run_of_item(before):
+                self.no_alert_runs.add(_run_of_item(before))
+        else:
+            assert result["status"] in ("recorded", "duplicate")  # the same step, an earlier one: no change
 
     @rule(user=st.sampled_from(USERS), instance=st.sampled_from(INSTANCES))
     def fail(self, user, instance):

@@ -78,3 +78,23 @@ def test_the_plot_is_a_png_with_every_task(learned, tmp_path):
     path = report.plot(r, tmp_path / "report.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_at_80_columns_every_line_fits_and_task_names_are_whole(learned):
+    """The table format folds instead of cutting: it once truncated every column to `cr…` at 80."""
+    import io
+
+    from rich.console import Console
+
+    _, r = learned
+    long = "create_email_template_from_a_saved_design_for_the_spring_campaign"  # 65 characters
+    tasks = [t.model_copy(update={"task": long if t.task == "report" else t.task}) for t in r.tasks]
+    out = io.StringIO()
+    report.render(r.model_copy(update={"tasks": tasks}), "table", Console(file=out, width=80, force_terminal=False))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text
+    assert any(line.startswith(f"{long} (writing") for line in text.splitlines())  # the head wraps between words
+    assert f"{long} (writing a report), segment trial" in " ".join(text.split())
+    assert "started 9 · completed 8 · rate 89%" in text  # each figure with its name, never split
+    assert "acme" in text and "WAU 6" in text

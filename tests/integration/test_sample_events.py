@@ -62,6 +62,9 @@ def expectation(stack, sample):
         ),
         "timers_to_alerts/ttl_expired_open_timer.json": lambda out: alerts == (1, 1),
         "timers_to_alerts/sweeper_flagged_timer.json": lambda out: alerts == (1, 1),
+        "timers_to_alerts/funnel_step_flagged.json": lambda out: alerts == (1, 1),  # its rule rides on the timer
+        "timers_to_alerts/rate_crossed.json": lambda out: alerts == (0, 1),  # for the product team: CS only
+        "rates_to_flags/scheduled.json": lambda out: out["rules"] == 0 and out["crossed"] == 0,
         "timers_to_alerts/ttl_removed_flagged_timer.json": lambda out: alerts == (0, 0),
         "timers_to_alerts/ttl_removed_completed_timer.json": lambda out: alerts == (0, 0),
         "timers_to_alerts/user_deleted_open_timer.json": lambda out: alerts == (0, 0),

@@ -36,6 +36,8 @@ def test_functions_run_python313_on_arm64_with_their_own_log_group():
     [
         ("ttl_expired_open_timer.json", True),
         ("sweeper_flagged_timer.json", True),
+        ("funnel_step_flagged.json", True),
+        ("rate_crossed.json", True),
         ("ttl_removed_flagged_timer.json", False),
         ("ttl_removed_completed_timer.json", False),
         ("user_deleted_open_timer.json", False),

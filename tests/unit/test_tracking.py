@@ -206,3 +206,48 @@ def test_a_replayed_request_is_a_duplicate_and_a_store_fault_a_retry():
     fresh = [c | {"messageId": "m-2", "userId": "u5"} for c in calls]
     failed = svc.receive(fresh)
     assert (failed.success, failed.retry, failed.results[0].status.value) == (False, 1, "retry")
+
+
+CHECKOUT = {
+    "kind": "funnel",
+    "label": "checking out",
+    "steps": [
+        {"name": "cart", "threshold_seconds": 600},
+        {"name": "shipping", "threshold_seconds": 600},
+        {"name": "confirmed"},
+    ],
+    "track": {
+        "steps": {"cart": "Product Added", "shipping": ["Checkout Started"], "confirmed": "Order Completed"},
+        "failed": "Payment Failed",
+        "instance_property": "cart_id",
+    },
+}
+
+
+def test_a_funnels_steps_are_mapped_track_events():
+    bad = [
+        (CHECKOUT | {"track": {"failed": "X"}}, "track.steps"),  # a funnel mapping names its steps
+        (CHECKOUT | {"track": {"steps": {"nope": "X"}}}, "track.steps.nope"),
+        (CHECKOUT | {"track": {"steps": {"cart": "X", "shipping": "X"}}}, "track.steps.shipping"),
+        (CHECKOUT | {"track": {"steps": {"cart": "X"}, "started": "Y"}}, "track.started"),
+    ]
+    for rule, field in bad:
+        with pytest.raises(ValidationError) as raised:
+            Rule.model_validate(rule)
+        assert any(".".join(map(str, e["loc"])).startswith(field) for e in raised.value.errors()), raised.value
+    svc, store = service({"checkout": CHECKOUT})
+    key = TimerKey(user_id="u5", task="checkout", instance_id="c1")
+
+    def track(event: str, message: str, at: float) -> str:
+        call = {"type": "track", "userId": "u5", "messageId": message, "event": event,
+                "properties": {"cart_id": "c1", "step": "confirmed"}, "timestamp": iso(at)}  # fmt: skip
+        return svc.receive([call]).results[0].status.value
+
+    assert track("Product Added", "m1", NOW - 60) == "armed"
+    assert (store.records[key].step, store.records[key].properties["step"]) == ("cart", "cart")  # the mapping's step
+    assert track("Checkout Started", "m2", NOW - 30) == "armed"
+    assert store.records[key].step == "shipping"
+    assert track("Product Added", "m3", NOW - 20) == "recorded"  # an earlier step: a funnel never moves back
+    assert track("Payment Failed", "m4", NOW - 10) == "recorded"
+    assert store.records[key].failures == 1
+    assert track("Order Completed", "m5", NOW) == "completed"

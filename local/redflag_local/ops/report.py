@@ -6,14 +6,19 @@ there are 20 completions), red flags by reason and the flag rate, and how many f
 completed afterwards: for the users emailed, and for those the rule's holdout kept from the email
 (did the email help?). Per account: daily and weekly active users, stickiness (the mean daily actives
 of the week over its weekly actives), last week's change, first-week participation (of the users new
-last week, the share active on a second day within their first seven) and red flags. Then what came
-of the emails, per rule and arm, and did it help, with its uncertainty (``redflag_local.ops.outreach``).
+last week, the share active on a second day within their first seven) and red flags. Then the
+product's: funnels step by step, rates with their windows and history, accounts by health with their
+scores over the weeks (``redflag_local.ops.product``); and what came of the emails, per rule and arm,
+and did it help, with its uncertainty (``redflag_local.ops.outreach``).
+
+The table format is readable in an 80-column terminal: tasks and accounts one block each, their
+figures wrapped between fields (a name is folded, never cut); ``--format md|json`` keep their shape.
 
 Sources: the local stack in-process (``redflag demo``), a running ``redflag serve`` (its
 ``/local/report`` route), or a deployed stack (``--profile/--region``: the StatsTable and the rules
 path come from the stack's outputs). ``--plot FILE.png`` draws each task's duration histogram with the
-threshold, p50 and p90 marked, and the did-it-help comparisons with their intervals (matplotlib:
-``pip install -e '.[plot]'``).
+threshold, p50 and p90 marked, each funnel's steps, each account's health score over the weeks, and the
+did-it-help comparisons with their intervals (matplotlib: ``pip install -e '.[plot]'``).
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from redflag.core.text import humanize
 from redflag.core.weeks import day_of, week_of, week_start, weeks_before
 from redflag.kinds import Rule
 from redflag.services.learning import TaskStats
-from redflag_local.ops import outreach
+from redflag_local.ops import outreach, product
 from redflag_local.ops.outreach import RuleOutcome
+from redflag_local.ops.product import FlagLog, FunnelSection, HealthRow, RateSection
 
 
 class StatsSource(Protocol):
@@ -47,6 +53,8 @@ class StatsSource(Protocol):
     def email_counts(self, tasks: list[str]) -> dict[tuple[str, str], dict[str, int]]: ...
 
     def retention(self, task: str) -> dict[tuple[str, str], dict[str, int]]: ...
+
+    def rate_window(self, name: str, first: int, end: int) -> dict[str, int]: ...
 
 
 class TaskRow(BaseModel):
@@ -99,17 +107,22 @@ class Report(BaseModel):
     tasks: list[TaskRow]
     accounts: list[AccountRow]
     outreach: list[RuleOutcome] = []  # what came of the emails, and did it help (ops/outreach.py)
+    funnels: list[FunnelSection] = []  # step by step (ops/product.py)
+    rates: list[RateSection] = []  # with their windows and history
+    health: list[HealthRow] = []  # accounts by health, per health rule
+    health_bands: dict[str, dict[str, float]] = {}  # health rule -> its bands (green, yellow)
 
 
 def _rate(a: int, b: int) -> float | None:
     return None if b == 0 else round(a / b, 3)
 
 
-def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
+def build(source: StatsSource, rules: dict[str, Rule], now: float, log: FlagLog | None = None) -> Report:
+    """The report at ``now``; ``log``: the timers table's red flag items (a rate rule's history)."""
     rows = []
     for task, rule in sorted(rules.items()):
         kind = kinds.get(rule.kind)
-        if not kind.takes:  # a kind that keeps no timer (usage_drop) has no runs to report
+        if not (kind.counts_runs or kind.counts_activity):  # no runs (usage_drop), or a section of its own (funnel)
             continue
         segments = source.task_segments(task)
         hists = {seg: s.histogram for seg, s in segments.items()}
@@ -175,7 +188,11 @@ def build(source: StatsSource, rules: dict[str, Rule], now: float) -> Report:
     arms = {r.task: (r.flagged_emailed, r.done_after_flag_emailed, r.flagged_holdout, r.done_after_flag_holdout)
             for r in rows if r.segment == "all"}  # fmt: skip
     helped = outreach.build(source, rules, now, arms)
-    return Report(generated_at=stamp, week=this_week, tasks=rows, accounts=account_rows, outreach=helped)
+    scored = product.accounts_by_health(source, rules, now)
+    bands = {t: product.bands_of(rules, t).model_dump() for t in dict.fromkeys(h.task for h in scored)}
+    return Report(generated_at=stamp, week=this_week, tasks=rows, accounts=account_rows, outreach=helped,
+                  funnels=product.funnels(source, rules), rates=product.rates(source, rules, now, log),
+                  health=scored, health_bands=bands)  # fmt: skip
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -220,10 +237,17 @@ def account_cells(a: AccountRow) -> list[str]:
     ]  # fmt: skip
 
 
+def _bands(report: Report) -> Any:
+    from redflag.core.rules import HealthBands
+
+    return lambda task: HealthBands.model_validate(report.health_bands.get(task, {}))
+
+
 def render(report: Report, fmt: str, console: Any) -> None:
     if fmt == "json":
         console.print_json(report.model_dump_json())
         return
+    found = (report.funnels, report.rates, report.health)
     if fmt == "md":
         lines = [f"## Tasks (as of {report.generated_at})", ""]
         lines += ["| " + " | ".join(TASK_COLUMNS) + " |", "|" + "---|" * len(TASK_COLUMNS)]
@@ -232,20 +256,40 @@ def render(report: Report, fmt: str, console: Any) -> None:
         lines += ["| " + " | ".join(ACCOUNT_COLUMNS) + " |", "|" + "---|" * len(ACCOUNT_COLUMNS)]
         lines += ["| " + " | ".join(_md(c) for c in account_cells(a)) + " |" for a in report.accounts]
         console.print("\n".join(lines), markup=False, highlight=False)
+        product.render(found, _bands(report), fmt, console)
         outreach.render(report.outreach, fmt, console)
         return
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
 
-    tasks = Table(*TASK_COLUMNS, title=f"Where users struggle (as of {report.generated_at})")
+    console.print(Text(f"Where users struggle (as of {report.generated_at})", style="bold"), highlight=False)
     for r in report.tasks:
-        tasks.add_row(*(escape(c) for c in task_cells(r)))
-    console.print(tasks)
-    accounts = Table(*ACCOUNT_COLUMNS, title=f"Accounts (week {report.week})")
+        cells = dict(zip(TASK_COLUMNS, task_cells(r), strict=True))
+        head = f"{r.task} ({r.label})" if r.label != r.task else r.task
+        _block(console, f"{head}, {'all segments' if r.segment == 'all' else 'segment ' + r.segment}", cells, 2)
+    console.print(Text(f"\nAccounts (week {report.week})", style="bold"), highlight=False)
     for a in report.accounts:
-        accounts.add_row(*(escape(c) for c in account_cells(a)))
-    console.print(accounts)
+        _block(console, a.account_id, dict(zip(ACCOUNT_COLUMNS, account_cells(a), strict=True)), 1)
+    product.render(found, _bands(report), fmt, console)
+    console.print()
     outreach.render(report.outreach, fmt, console)
+
+
+def _block(console: Any, head: str, cells: dict[str, str], skip: int) -> None:
+    """One row as a block: its head, then ``label value`` fields packed into lines of the console's
+    width (a field never split; one longer than a line is folded by the console, never cut)."""
+    from rich.text import Text
+
+    console.print(Text(head, style="bold"), highlight=False)
+    fields = [f"{k} {v}" for k, v in list(cells.items())[skip:] if v]
+    width = max(20, console.width - 2)
+    lines: list[str] = []
+    for field in fields:
+        if lines and len(lines[-1]) + 3 + len(field) <= width:
+            lines[-1] += " \u00b7 " + field
+        else:
+            lines.append(field)
+    for line in lines:
+        product.indented(console, line)
 
 
 def _md(text: str) -> str:
@@ -253,7 +297,8 @@ def _md(text: str) -> str:
 
 
 def plot(report: Report, path: Path) -> Path:
-    """One histogram per task (across segments), with the threshold, p50 and p90 marked."""
+    """One histogram per task (across segments), with the threshold, p50 and p90 marked; each funnel's
+    steps; each health rule's accounts over the weeks; the did-it-help comparisons."""
     try:
         import matplotlib
 
@@ -264,14 +309,22 @@ def plot(report: Report, path: Path) -> Path:
         raise RuntimeError("--plot needs matplotlib: pip install -e '.[plot]'") from exc
     rows = [r for r in report.tasks if r.segment == "all" and r.buckets]
     compared = sum(1 for o in report.outreach for c in o.comparisons if c.get("ci95") is not None)
-    if not rows and not compared:
+    drawn = product.sections(report.funnels, report.health)
+    if not rows and not compared and not drawn:
         raise RuntimeError("nothing to plot yet: no completions learned")
     extra = max(2.8, 0.45 * compared + 1.5) if compared else 0.0
-    heights = [2.8] * len(rows) + ([extra] if compared else [])
+    sized = [max(2.4, 0.5 * len(f.steps) + 1.2) if name.startswith("funnel:") else 3.2 for name, f in drawn]
+    heights = [2.8] * len(rows) + sized + ([extra] if compared else [])
     fig, axes = plt.subplots(len(heights), 1, figsize=(9, sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})  # fmt: skip
     if compared:
         outreach.plot_axes(axes[-1, 0], report.outreach)
+    bands = _bands(report)
+    for ax, (name, drawn_on) in zip(axes[len(rows) : len(rows) + len(drawn), 0], drawn, strict=True):
+        if name.startswith("funnel:"):
+            product.plot_funnel(ax, drawn_on)
+        else:
+            product.plot_health(ax, drawn_on, bands(drawn_on[0].task))
     for ax, r in zip(axes[: len(rows), 0], rows, strict=True):
         bounds = [bucket_bounds(b) for b in sorted(r.buckets)]
         ax.bar(
@@ -316,6 +369,7 @@ def from_stack(stack: Any, now: float | None = None) -> Report:
     """The report of a local stack (the demo's, or ``redflag serve``'s), its open window closed first."""
     import boto3
 
+    from redflag.adapters.dynamodb import DynamoTimerStore
     from redflag.adapters.stats_table import DynamoStats
     from redflag.kinds import parse_rules
     from redflag_local.ops.rules_sync import SsmRuleStore
@@ -323,7 +377,8 @@ def from_stack(stack: Any, now: float | None = None) -> Report:
     stack.flush_windows()
     path = stack.parameters.get("RulesPath", "/redflag/rules")
     rules = parse_rules(SsmRuleStore(boto3.client("ssm"), path).read()).rules
-    return build(DynamoStats(stack.physical["StatsTable"]), rules, stack.clock() if now is None else now)
+    flags = DynamoTimerStore(stack.table_name, shards=1)  # the rate rules' changes: plain items, no due index
+    return build(DynamoStats(stack.physical["StatsTable"]), rules, stack.clock() if now is None else now, flags)
 
 
 def from_aws(profile: str | None, region: str | None, stack_name: str, now: float) -> Report:
@@ -339,8 +394,11 @@ def from_aws(profile: str | None, region: str | None, stack_name: str, now: floa
         o["OutputKey"]: o["OutputValue"]
         for o in session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0].get("Outputs", [])
     }
+    from redflag.adapters.dynamodb import DynamoTimerStore
+
     rules = parse_rules(SsmRuleStore(session.client("ssm"), outputs["RulesPath"]).read()).rules
-    return build(DynamoStats(outputs["StatsTableName"], client=session.client("dynamodb")), rules, now)
+    flags = DynamoTimerStore(outputs["TimersTableName"], shards=1, client=session.client("dynamodb"))
+    return build(DynamoStats(outputs["StatsTableName"], client=session.client("dynamodb")), rules, now, flags)
 
 
 def from_server(endpoint: str, timeout: float = 10, api_key: str | None = None) -> Report:

@@ -54,7 +54,25 @@ def load_rules(directory: Path = RULES_DIR) -> tuple[dict[str, Rule], list[RuleP
             for err in exc.errors():
                 field = field_of(err) if err.get("loc") else "(rule)"
                 problems.append(RuleProblem(path, field, err["msg"]))
+    problems += _references(rules, directory)
     return rules, problems
+
+
+def _references(rules: dict[str, Rule], directory: Path) -> list[RuleProblem]:
+    """A rule that watches another (a rate rule's ``watch``, ``step``) names one it can watch."""
+    from redflag.kinds import RuleBook
+    from redflag.services.rates import settle_of
+
+    book = RuleBook(rules=rules)
+    found = []
+    for task, rule in sorted(rules.items()):
+        if rule.watch is None:
+            continue
+        why = settle_of(book, rule)
+        if isinstance(why, str):
+            field = "step" if rule.step is not None and rule.watch in rules else "watch"
+            found.append(RuleProblem(directory / f"{task}.yaml", field, why))
+    return found
 
 
 def as_parameters(rules: dict[str, Rule]) -> dict[str, str]:

@@ -14,12 +14,17 @@ What it shows, in order:
 4. **Quiet hours**: a user in Tokyo struggles at 22:05 her time; CS hears at once, her email waits
    for 08:00 Tokyo time.
 5. **Gone quiet**: daily practisers; one stops, and three days later that is a red flag.
-6. **An account fading**: its weekly active users fall by 70 %; the Monday check tells CS.
-7. **Hearing back from SES**: SES's own events about the emails sent, through the configuration set's
+6. **An account fading**: its weekly active users fall by 80 %; the Monday check tells CS of the drop,
+   and its health score (account_health) turns red, with the signals that cost it most.
+7. **A checkout**: a shopper stuck at the shipping step (CS hears which step, for how long, and what is
+   usual there) while another goes on; then an hour of checkouts with 20 % abandoned crosses the 15 %
+   abandonment rate (one alert for the product team) and the next hour, at 4 %, recovers it.
+8. **Hearing back from SES**: SES's own events about the emails sent, through the configuration set's
    event destination: sends and deliveries, a hard bounce that suppresses an address, a complaint, and
    clicks on the help link, counted once each as responses.
-8. **The report**: where users struggle, what came of the emails, and whether the email helped
-   (emailed vs held out, with the 95 % interval on the difference).
+9. **The report**: where users struggle, the checkout funnel step by step, the rates with their
+   history, accounts by health, what came of the emails, and whether the email helped (emailed vs held
+   out, with the 95 % interval on the difference); readable at 80 columns.
 
 Customer success hears of every red flag on the alert topic and, through the Slack notifier, in a
 Slack channel: here a local server on 127.0.0.1 plays Slack's incoming webhook, and one of the
@@ -75,6 +80,11 @@ class Story:
     deferred_sent: bool = False
     inactivity_flag: bool = False
     usage_drop: str | None = None
+    health_red: str | None = None  # the account whose health score turned red at the Monday check
+    health_signals: list[str] | None = None  # what cost it most
+    stuck_step: str | None = None  # the step the stuck shopper was flagged at
+    shoppers_abandoned: int = 0
+    rate_changes: list[str] | None = None  # the abandonment rate's crossing and recovery, in order
     ses_sent: int = 0
     ses_delivered: int = 0
     bounce_suppressed: str | None = None  # the user whose address a hard bounce suppressed
@@ -166,9 +176,10 @@ class Demo:
         stamp = datetime.fromtimestamp(self.stack.clock() - minutes_ago * 60, UTC).isoformat()
         name = info.pop("name", None)
         instance = {"instance_id": info.pop("instance_id")} if "instance_id" in info else {}
+        step = {"properties": {"step": info.pop("step")}} if "step" in info else {}  # a funnel's step
         user_info = {"email": f"{user}@example.com"} | ({"name": name} if name else {}) | info
         return {"type": kind, "task": task, "user_id": user, "occurred_at": stamp, "event_id": f"demo-{self._seq}",
-                "user": user_info} | instance  # fmt: skip
+                "user": user_info} | instance | step  # fmt: skip
 
     def news(self) -> None:
         """Print what went out since the last look: one line per email and CS alert."""
@@ -350,7 +361,7 @@ class Demo:
         )
 
     def fading_account(self) -> None:
-        self.scene("6. An account fading (weekly_usage: weekly actives -50 % or more)")
+        self.scene("6. An account fading: weekly actives -50 % or more, and its health turns red")
         week1 = [f"acme-{i}" for i in range(10)]
         globex = [f"globex-{i}" for i in range(6)]
         self.at(MONDAY + timedelta(days=5, hours=11, minutes=30))
@@ -367,13 +378,83 @@ class Demo:
         checked = self.stack.invoke(weekly, {})
         self.stack.deliver_stream()
         self.say(f"Monday check of {checked['week']}: {checked['accounts']} accounts, {checked['flagged']} flagged")
-        drop = [a for a in self.stack.cs_alerts(since=self._cs) if a["message"].get("reason") == "usage_drop"]
+        told = [a["message"] for a in self.stack.cs_alerts(since=self._cs)]
+        drop = [m for m in told if m.get("reason") == "usage_drop"]
+        red = [m for m in told if m.get("reason") == "health"]
         self.news()
         if drop:
-            self.story.usage_drop = drop[0]["message"]["account_id"]
+            self.story.usage_drop = drop[0]["account_id"]
+        scored, red_now = checked.get("scored", 0), checked.get("turned_red", 0)
+        self.say(f"health scores of {checked['week']}: {scored} accounts scored, {red_now} turned red")
+        for m in red:
+            self.story.health_red, self.story.health_signals = m["account_id"], list(m["top"])
+
+    def checkout(self) -> None:
+        self.scene("7. A checkout: a shopper stuck at a step; the abandonment rate (15 %)")
+        self.at(MONDAY + timedelta(days=14, hours=8))
+        before = self._cs
+        self._settle()  # what fell due while the clock jumped (the practisers quiet since Saturday)
+        quiet = sum(1 for a in self.stack.cs_alerts(since=before) if a["message"].get("reason") == "inactivity")
+        if quiet:
+            self.say(f"meanwhile {quiet} more practisers went quiet: {quiet} red flags (one line here)")
+        names = {"margaret": "Margaret Hamilton", "dennis": "Dennis Ritchie"}
+        self.post(*(self.event("task_completed", "checkout", user, ago, step=step, name=names[user])
+                    for user in names for step, ago in (("cart", 3), ("shipping", 1))))  # fmt: skip
+        self.say("Margaret and Dennis reach shipping details; Dennis goes on to pay, Margaret does not")
+        self.minutes(4)
+        self.post(self.event("task_completed", "checkout", "dennis", step="payment", name=names["dennis"]))
+        before = self._cs
+        self.minutes(7)  # past shipping's 10 minutes
+        stuck = [a["message"] for a in self.stack.cs_alerts(since=before) if a["message"].get("user_id") == "margaret"]
+        self.post(self.event("task_completed", "checkout", "dennis", step="confirmed", name=names["dennis"]))
+        self.say("Dennis has paid: his order is confirmed, and he was never flagged")
+        if stuck:
+            self.story.stuck_step = stuck[0].get("step")
+        changes = []
+        for hour, (started, abandoned) in enumerate([(50, 10), (45, 2)]):
+            if hour:
+                self.at(self.now() + timedelta(minutes=65))
+            changes += self._checkouts(hour, started, abandoned)
+        self.story.rate_changes = changes
+
+    def _settle(self) -> None:
+        """Sweep until nothing is due, deliver, and let what went out pass without a line each."""
+        for _ in range(5):  # a sweeper run flags a bounded number; the next run takes the rest
+            swept = self.stack.sweep()
+            self.stack.deliver_stream()
+            if not (swept.get("flagged") or swept.get("dispatched")):
+                break
+        self._emails, self._cs = len(self.stack.emails()), len(self.stack.cs_alerts())
+
+    def _checkouts(self, hour: int, started: int, abandoned: int) -> list[str]:
+        """An hour of checkouts that have all settled (the rate check reads the hour that ended 37 minutes
+        ago: the funnel's thresholds and two minutes), ``abandoned`` of them left in the cart; then the
+        rate check."""
+        events = []
+        for i in range(started):
+            user, ago = f"shopper-{hour}-{i}", 39 + 50 * (started - i) / started  # slack for the sweeper's waits
+            events.append(self.event("task_completed", "checkout", user, ago, step="cart"))
+            if i >= abandoned:
+                events += [self.event("task_completed", "checkout", user, ago - 2, step="payment"),
+                           self.event("task_completed", "checkout", user, ago - 4, step="confirmed")]  # fmt: skip
+        for e in events:  # shoppers buying as guests: no address, so CS hears and nobody is emailed
+            e["user"].pop("email")
+        self.post(*events)
+        before = self._cs
+        self._settle()  # the abandoned ones' carts ran out long ago: flagged now
+        left = sum(1 for a in self.stack.cs_alerts(since=before) if a["message"].get("reason") == "stuck")
+        self.story.shoppers_abandoned += left
+        self.say(f"{started} checkouts in the hour, {abandoned} left in the cart: {left} red flags (one line here)")
+        self.stack.flush_windows()
+        before = self._cs
+        self.stack.check_rates()
+        self.stack.deliver_stream()
+        self.news()
+        return [str(a["message"]["status"]) for a in self.stack.cs_alerts(since=before)
+                if a["message"].get("reason") == "rate"]  # fmt: skip
 
     def hearing_back(self) -> None:
-        self.scene("7. Hearing back from SES: sends, deliveries, a hard bounce, a complaint, help-link clicks")
+        self.scene("8. Hearing back from SES: sends, deliveries, bounces, complaints, clicks")
         emails = self.stack.emails()
         ours = [e["message"]["X-RedFlag-Alert"].split("/") for e in emails]
         landing = [i for i, parts in enumerate(ours) if parts[1] == "create_landing_page"]
@@ -441,6 +522,7 @@ def run(
         demo.quiet_hours()
         demo.gone_quiet()
         demo.fading_account()
+        demo.checkout()
         demo.hearing_back()
         emails, cs = stack.emails(), stack.cs_alerts()
         posts = [json.loads(p.body) for p in slack.delivered(SLACK_PATH)]
@@ -453,10 +535,9 @@ def run(
         for email in _pick(emails, show):
             console.print(Panel(escape(email["text"]), title=escape(f"To: {email['to']}"),
                                 subtitle=escape(email["subject"]), expand=False))  # fmt: skip
-        console.rule("[bold]8. The report: where users struggle, and did the email help?[/]")
-        end_of_week_2 = (MONDAY + timedelta(days=13, hours=23)).timestamp()
-        report = report_mod.from_stack(stack, end_of_week_2)
-        report_mod.render(report, "table", console)
+        console.rule("[bold]9. The report: struggles, the checkout, rates, health; did it help?[/]")
+        report = report_mod.from_stack(stack)  # Monday of week 3: week 2 has ended, scored
+        report_mod.render(report, "table", Console(file=console.file, width=min(console.width, 80)))
         _helped(console, report)
         console.print(
             f"{len(emails)} emails, {len(cs)} CS alerts, {len(posts)} Slack messages. "

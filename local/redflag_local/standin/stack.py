@@ -355,6 +355,8 @@ def _environ(values: dict[str, str]):
 
 
 class LocalStack:
+    STATS_SHARD = "shardId-00000001541626099285-f35f62ef"  # the shard the stats function's windows name
+
     def __init__(
         self,
         clock_start: float = 1_800_000_000.0,
@@ -539,6 +541,13 @@ class LocalStack:
         event = sample_event("sweep_due_timers/scheduled.json")
         out = self.invoke(self.template.function_for("sweep_due_timers"), event)
         self.run_async_invokes()
+        return out
+
+    def check_rates(self) -> dict[str, Any]:
+        """One scheduled run of the rate check (its changes reach the alerts function with the stream)."""
+        out: dict[str, Any] = self.invoke(
+            self.template.function_for("rates_to_flags"), sample_event("rates_to_flags/scheduled.json")
+        )
         return out
 
     def run_async_invokes(self) -> list[Any]:
@@ -771,7 +780,7 @@ class LocalStack:
             "Records": records,
             "window": {"start": iso(self._window["start"]), "end": iso(self._window["end"])},
             "state": self._window["state"] or {},
-            "shardId": "shardId-00000001541626099285-f35f62ef",
+            "shardId": self.STATS_SHARD,
             "eventSourceARN": self.stream_arn,
             "isFinalInvokeForWindow": final,
             "isWindowTerminatedEarly": False,

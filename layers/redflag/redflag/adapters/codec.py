@@ -4,6 +4,8 @@ due index. The one place that knows the storage format; the domain never sees it
     timer         pk = user_id            sk = task#{task}#{instance_id}  kind = task  (+ due_shard when open)
     activity      pk = user_id            sk = user                      kind = user  (+ profile: identify, group)
     account flag  pk = account#{account}  sk = flag#{rule}#{week}         kind = account_flag
+    a flag item   pk = flags#{group}        sk = {id}                       kind = flag  (a rate's change, an
+                                                                          account's move into red: Kind.flag_ref)
     deferred      pk = user_id            sk = deferred#{alert}             kind = deferred (+ due_shard)
     alerting      pk = user_id            sk = alerting                     the emails sent lately (the cap) and
                                                                           recent red flags (escalation) of a user
@@ -24,6 +26,8 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from redflag import kinds
 from redflag.core.activity import Activity, ActivityKey, Profile
 from redflag.core.events import UserInfo
@@ -37,8 +41,9 @@ KIND_USER = "user"
 _TIMER_NUMBERS = (
     "started_at", "due_at", "completed_at", "last_completed_at", "flagged_at", "duration_seconds",
     "last_failed_at", "expires_at", "threshold_seconds", "usual_seconds", "completed_after_flag_seconds",
+    "entered_at",
 )  # fmt: skip
-_TIMER_TEXTS = ("threshold_basis", "flag_reason")
+_TIMER_TEXTS = ("threshold_basis", "flag_reason", "step")
 _ACTIVITY_NUMBERS = ("first_active_at", "last_active_at", "expires_at")
 _DEFAULT_KIND = Timer.model_fields["kind"].default
 
@@ -87,6 +92,8 @@ def to_item(record: Timer | Activity, shards: int) -> dict[str, Any]:
         item["timer_kind"] = timer.kind
     if timer.run_failures:
         item["run_failures"] = timer.run_failures
+    if timer.entry_flags:
+        item["entry_flags"] = timer.entry_flags
     item |= _numbers(timer, _TIMER_NUMBERS)
     item |= {n: str(getattr(timer, n)) for n in _TIMER_TEXTS if getattr(timer, n) is not None}
     if timer.rule is not None:
@@ -172,6 +179,7 @@ def timer_of(item: dict[str, Any] | None) -> Timer | None:
     data: dict[str, Any] = {n: item[n] for n in (*_TIMER_NUMBERS, *_TIMER_TEXTS) if n in item}
     data |= {"state": item["state"], "version": item.get("version", 0), "failures": item.get("failures", 0)}
     data |= {"kind": item.get("timer_kind", _DEFAULT_KIND), "run_failures": item.get("run_failures", 0)}
+    data["entry_flags"] = item.get("entry_flags", 0)
     data["due_reason"] = kinds.due_reason(data["kind"])  # not stored: the kind says what falling due means
     if item["state"] == TimerState.FLAGGED and "flag_reason" not in item:  # flagged by the sweeper's update
         data["flag_reason"] = data["due_reason"]
@@ -235,6 +243,34 @@ def account_flag_of(item: dict[str, Any] | None) -> AccountFlag | None:
         rule=_stored(Rule, json.loads(item["rule"])),
         flagged_at=float(item["flagged_at"]),
     )
+
+
+# --- a red flag a kind that keeps no timer writes as one item (Kind.subject_model, Kind.flag_ref) -------
+
+KIND_FLAG = "flag"
+
+
+def flag_key(group: str, ref: str) -> dict[str, str]:
+    return {"pk": f"flags#{group}", "sk": ref}
+
+
+def flag_item(kind: str, group: str, ref: str, subject: BaseModel, expires_at: int) -> dict[str, Any]:
+    return flag_key(group, ref) | {
+        "kind": KIND_FLAG,
+        "flag_kind": kind,
+        "subject": subject.model_dump_json(exclude_none=True),
+        "expires_at": expires_at,
+    }
+
+
+def flag_of(item: dict[str, Any] | None) -> tuple[str, BaseModel] | None:
+    """(the kind, its red flag) an item holds; None for any other item or a kind that writes none."""
+    if not item or item.get("kind") != KIND_FLAG or "subject" not in item:
+        return None
+    kind = kinds.REGISTRY.get(str(item.get("flag_kind")))
+    if kind is None or kind.subject_model is None:
+        return None
+    return kind.name, kind.subject_model.model_validate_json(item["subject"])
 
 
 # --- per-user intervention state: deferred emails, the email log, escalations, suppression -----------

@@ -8,10 +8,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
 
 from redflag.adapters import aws
 from redflag.adapters import codec as items
 from redflag.core.timers import DeferredKey, TimerKey, TimerState
+from redflag.kinds.base import Kind
 from redflag.kinds.usage_drop import AccountFlag
 from redflag.services.ports import (
     DuePage,
@@ -208,6 +210,35 @@ class DynamoTimerStore:
         except VersionConflict:
             return False
         return True
+
+    def put_flag(self, kind: Kind[Any], subject: BaseModel, retention_seconds: int, now: float) -> bool:
+        """Write a red flag of a kind that keeps no timer once (``Kind.flag_ref``): False when it exists."""
+        group, ref = kind.flag_ref(subject)
+        item = items.flag_item(kind.name, group, ref, subject, math.ceil(now + retention_seconds))
+        try:
+            self.put_if_absent(item)
+        except VersionConflict:
+            return False
+        return True
+
+    def flags(self, group: str, latest: int | None = None) -> list[tuple[str, BaseModel]]:
+        """The red flags written in one group, by id (``latest``: only the last ones, newest first):
+        one query, no scan."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _av({":pk": items.flag_key(group, "")["pk"]}),
+            "ConsistentRead": True,
+        }
+        if latest is not None:
+            kwargs |= {"ScanIndexForward": False, "Limit": latest}
+        found: list[tuple[str, BaseModel]] = []
+        while True:
+            page = self._call("query", **kwargs)
+            found += [f for raw in page.get("Items", []) if (f := items.flag_of(_py(raw))) is not None]
+            if latest is not None or "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def flag_due_many(self, refs: Sequence[DueRef], now: float, expires_at: int) -> list[FlagResult]:
         """``timers.expire`` for each ref, no read: open and due by ``now`` -> flagged, off the index.

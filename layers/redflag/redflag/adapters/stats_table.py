@@ -1,9 +1,13 @@
 """The stats table: what the stream teaches, kept without scans. The one place that knows its layout.
 
     task stats    pk = task#{task}        sk = seg#{segment}        counters, dur_s, after_flag_s, b{i}
+                  (a funnel's step: task = {funnel}/{step}, a name no task can have)
+    rate buckets  pk = rate#{task}        sk = m#{epoch minute}     started, abandoned, failed, converted
+                                                                   (of runs started that minute; 3 days)
     a window      pk = window#{shard}     sk = {window start}#{k}   applied once (expires after 7 days)
     daily         pk = acct#{account}     sk = day#{YYYY-MM-DD}     actives
-    weekly        pk = week#{week}#{n}    sk = {account}            actives, new_users, returned
+    weekly        pk = week#{week}#{n}    sk = {account}            actives, new_users, returned, active_days,
+                                                                   started, failed, flags
     account flags pk = acct#{account}     sk = flags                red flags of the account's users
     markers       pk = seen#{account}#{day or week} / member#{account}   sk = a hash of the user id
     email counts  pk = email#{task}           sk = arm#{arm}       sent, delivered, bounced, complained, clicked
@@ -46,12 +50,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redflag.adapters import aws
 from redflag.core.baselines import Histogram
 from redflag.core.weeks import day_of, week_of
-from redflag.services.learning import COUNTERS, Active, Flagged, Fold, TaskStats
+from redflag.services.learning import BUCKET_COUNTERS, COUNTERS, Active, Flagged, Fold, TaskStats
 from redflag.services.ports import StoreUnavailable
 
 WEEK_SHARDS = 8
 TRANSACTION_ITEMS = 100
 MARKER_DAYS = 40  # markers outlive the longest window they guard (a week, a member's first week)
+BUCKET_DAYS = 3  # rate buckets outlive the longest window a rate rule reads (a day) and the report's history
 EMAIL_MARKER_DAYS = 90  # SES reports clicks as long as the link is followed: weeks, rarely months
 RETENTION_DAYS = (7, 28)  # active in the week from day N after the flag
 RETENTION_WEEK = 7
@@ -153,6 +158,31 @@ class DynamoStats:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return out
 
+    def rate_minutes(self, name: str, first: int, end: int) -> dict[int, dict[str, int]]:
+        """The rate buckets of ``name`` for the epoch minutes ``first`` to ``end`` (exclusive): one query."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": _av({":pk": f"rate#{name}", ":a": _minute(first), ":b": _minute(end - 1)}),
+        }
+        out: dict[int, dict[str, int]] = {}
+        while True:
+            page = self._call("query", **kwargs)
+            for raw in page.get("Items", []):
+                item = _py(raw)
+                out[int(item["sk"][2:])] = {k: int(item[k]) for k in BUCKET_COUNTERS if k in item}
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def rate_window(self, name: str, first: int, end: int) -> dict[str, int]:
+        """The rate buckets of ``name`` over a window, added up."""
+        total: dict[str, int] = {}
+        for counts in self.rate_minutes(name, first, end).values():
+            for k, n in counts.items():
+                total[k] = total.get(k, 0) + n
+        return total
+
     def account_days(self, account: str, days: Sequence[str]) -> dict[str, int]:
         rows = self._rows([{"pk": f"acct#{account}", "sk": f"day#{d}"} for d in days])
         return {sk[len("day#") :]: row.get("actives", 0) for sk, row in rows.items()}
@@ -179,6 +209,12 @@ class DynamoStats:
         """Write one window's fold, exactly once however often the window is retried."""
         updates = [self._task_update(task, seg, stats) for (task, seg), stats in sorted(fold.tasks.items())]
         updates += [self._account_flags_update(a, n) for a, n in sorted(fold.account_flags.items())]
+        keep = math.ceil(now + BUCKET_DAYS * 86400)
+        updates += [self._add({"pk": f"rate#{name}", "sk": _minute(minute)}, counts, expires=keep)
+                    for (name, minute), counts in sorted(fold.buckets.items())]  # fmt: skip
+        updates += [
+            self._add(week_key(week, account), counts) for (week, account), counts in sorted(fold.weeks.items())
+        ]
         expires = math.ceil(now + 7 * 86400)
         per = TRANSACTION_ITEMS - 1
         for k, i in enumerate(range(0, len(updates), per)):
@@ -212,10 +248,13 @@ class DynamoStats:
     def _account_flags_update(self, account: str, n: int) -> dict[str, Any]:
         return self._add({"pk": f"acct#{account}", "sk": "flags"}, {"flags": n})
 
-    def _add(self, key: dict[str, str], adds: dict[str, Any]) -> dict[str, Any]:
+    def _add(self, key: dict[str, str], adds: dict[str, Any], expires: int | None = None) -> dict[str, Any]:
         names = {f"#a{i}": name for i, name in enumerate(adds)}
         values = {f":a{i}": value for i, value in enumerate(adds.values())}
         expression = "ADD " + ", ".join(f"{n} {v}" for n, v in zip(names, values, strict=True))
+        if expires is not None:
+            names["#e"], values[":e"] = "expires_at", expires
+            expression += " SET #e = :e"
         return {
             "Update": {
                 "TableName": self._table,
@@ -243,11 +282,12 @@ class DynamoStats:
         h = user_hash(account, user)
         expires = math.ceil(now + MARKER_DAYS * 86400)
         day_counter = self._add({"pk": f"acct#{account}", "sk": f"day#{day}"}, {"actives": 1})
+        week = week_of(at)
+        user_days = self._add(week_key(week, account), {"active_days": 1})  # the week's DAU, added up
         if not self._transact(
-            [self._marker(f"seen#{account}#{day}", h, expires), day_counter], ok_if_first_exists=True
+            [self._marker(f"seen#{account}#{day}", h, expires), day_counter, user_days], ok_if_first_exists=True
         ):
             return  # counted already today
-        week = week_of(at)
         self._transact(
             [self._marker(f"seen#{account}#{week}", h, expires), self._add(week_key(week, account), {"actives": 1})],
             ok_if_first_exists=True,
@@ -407,6 +447,10 @@ class DynamoStats:
             raise
         except BotoCoreError as exc:
             raise StoreUnavailable(type(exc).__name__) from None
+
+
+def _minute(minute: int) -> str:
+    return f"m#{minute:010d}"
 
 
 def _decimal(x: float) -> Decimal:

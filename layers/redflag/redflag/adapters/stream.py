@@ -22,6 +22,7 @@ from redflag.services.changes import (
     Change,
     DeferredDue,
     Event,
+    Flagged,
     TimerChanged,
     Unrelated,
 )
@@ -40,6 +41,8 @@ def decode(record: DynamoDBStreamRecordModel) -> Change:
     new: dict[str, Any] = cast(dict[str, Any], change.NewImage or {})
     if event == "INSERT" and (flag := codec.account_flag_of(new)) is not None:
         return AccountFlagged(flag)
+    if event == "INSERT" and (written := codec.flag_of(new)) is not None:
+        return Flagged(*written)
     if (kept := codec.deferred_of(old)) is not None:
         due = event == "MODIFY" or (event == "REMOVE" and by_ttl)
         return DeferredDue(kept) if due else Unrelated()

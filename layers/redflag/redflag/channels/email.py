@@ -96,7 +96,7 @@ def email_values(timer: Timer, now: float, unsubscribe_url: str | None = None) -
         "failures": str(timer.run_failures or timer.failures),
         "help_url": rule.help_url or "",
         "unsubscribe_url": unsubscribe_url or "",
-    }
+    } | kinds.get(timer.kind).email_values(timer)
 
 
 def _before_body_end(page: str, fragment: str) -> str:

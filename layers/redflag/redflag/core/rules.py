@@ -52,6 +52,62 @@ class LearnedThreshold(BaseModel):
         return self
 
 
+StepName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+class FunnelStep(BaseModel):
+    """One step of a funnel (``kind: funnel``): a user who reached it and has not reached a later one
+    after its threshold is stuck there. The last step is the end: it takes no threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: StepName = Field(description="what events name the step (properties.step)")
+    label: Annotated[str, StringConstraints(min_length=1, max_length=120, strip_whitespace=True)] | None = Field(
+        default=None, description="the step in human words (default: its name)"
+    )
+    threshold_seconds: int | None = Field(default=None, gt=0, le=MAX_THRESHOLD, description="at this step this long")
+    threshold: LearnedThreshold | None = Field(default=None, description="learned from the times to a later step")
+    expected_seconds: int | None = Field(default=None, gt=0, description="how long most people stay at this step")
+    optional: bool = Field(default=False, description="users may skip it: reaching the step after it is ordinary")
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+class HealthWeights(BaseModel):
+    """How much each signal counts in an account's health score (``kind: health``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trend: float = Field(default=30, ge=0, le=100, description="weekly actives, week over week")
+    stickiness: float = Field(default=20, ge=0, le=100, description="DAU / WAU over the week")
+    flags: float = Field(default=20, ge=0, le=100, description="red flags per active user")
+    failures: float = Field(default=15, ge=0, le=100, description="runs with a failure, of runs started")
+    first_week: float = Field(default=15, ge=0, le=100, description="new users active on a second day in week one")
+
+    @model_validator(mode="after")
+    def _some(self) -> HealthWeights:
+        if not any(self.model_dump().values()):
+            raise ValueError("at least one weight must be above 0")
+        return self
+
+
+class HealthBands(BaseModel):
+    """Where green and yellow begin (scores 0-100); below ``yellow`` is red."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    green: float = Field(default=70, gt=0, le=100)
+    yellow: float = Field(default=40, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthBands:
+        if self.yellow >= self.green:
+            raise ValueError("yellow must be below green")
+        return self
+
+
 def _names(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -78,6 +134,9 @@ class TrackMapping(BaseModel):
     active: EventNames | None = Field(
         default=None, description="inactivity: the track events that count (default: every track, page and screen)"
     )
+    steps: dict[StepName, EventNames] | None = Field(
+        default=None, description="funnel: the track events that reach each step (step name -> event names)"
+    )
     instance_property: PropertyName | None = Field(
         default=None, description="the property whose value keys the instance (page_id: one timer per page)"
     )
@@ -86,11 +145,12 @@ class TrackMapping(BaseModel):
     )
 
     def names(self, key: str) -> list[str]:
-        return list(getattr(self, key) or [])
+        value = getattr(self, key) or []
+        return [n for names in value.values() for n in names] if isinstance(value, dict) else list(value)
 
     def given(self) -> list[str]:
         """The event keys this mapping sets (started, completed, ...)."""
-        return [k for k in ("started", "completed", "failed", "active") if getattr(self, k)]
+        return [k for k in ("started", "completed", "failed", "active", "steps") if getattr(self, k)]
 
     def matches(self, properties: dict[str, Any]) -> bool:
         """The call's properties hold every ``where`` value (a list: any of its values)."""
@@ -161,6 +221,22 @@ class RuleFields(BaseModel):
     min_weekly_actives: int = Field(
         default=5, ge=1, description="usage_drop: only accounts with at least this many weekly actives before"
     )
+    steps: Annotated[list[FunnelStep], Field(min_length=2, max_length=20)] | None = Field(
+        default=None, description="funnel: its steps, in order (the last is the end)"
+    )
+    watch: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] | None = Field(
+        default=None, description="rate: the task or funnel rule it watches"
+    )
+    step: StepName | None = Field(default=None, description="rate: the funnel step it watches (default: the funnel)")
+    measure: Literal["abandonment", "failure", "conversion"] | None = Field(
+        default=None, description="rate: what share it watches"
+    )
+    window_minutes: int = Field(default=60, ge=5, le=1440, description="rate: the rolling window")
+    alert_percent: float | None = Field(default=None, gt=0, lt=100, description="rate: the level it alerts at")
+    recover_percent: float | None = Field(default=None, gt=0, lt=100, description="rate: the level it recovers at")
+    min_started: int = Field(default=20, ge=1, le=1_000_000, description="rate: runs in the window to judge it")
+    weights: HealthWeights | None = Field(default=None, description="health: each signal's weight")
+    bands: HealthBands | None = Field(default=None, description="health: where green and yellow begin")
     email: EmailTemplate | None = Field(default=None, description="this rule's own email (subject, text, html)")
     help_url: HelpUrl | None = Field(default=None, description="where the email's {help_url} points")
     holdout_percent: float = Field(

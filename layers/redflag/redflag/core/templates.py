@@ -9,6 +9,7 @@ A template is three strings (``subject``, ``text``, optional ``html``) with plac
     {expected}        what usual is ("about 10 minutes"), or "a little while" when nothing is known
     {expected_sentence} "Most people finish in about 10 minutes." or nothing when nothing is known
     {failures}        failed tries in this run ("3")
+    {step}            a funnel's step the user is stuck at ("shipping details"); empty for other kinds
     {help_url}        the rule's help_url (empty when the rule has none)
     {unsubscribe_url} the one-click unsubscribe link (also added to every email's footer)
 
@@ -33,7 +34,7 @@ from redflag.core.text import one_line
 
 PLACEHOLDERS = (
     "first_name", "task_label", "elapsed", "threshold", "expected", "expected_sentence", "failures", "help_url",
-    "unsubscribe_url",
+    "unsubscribe_url", "step",
 )  # fmt: skip
 
 

@@ -84,6 +84,9 @@ class FlagReason(StrEnum):
     USAGE_DROP = "usage_drop"  # an account's weekly actives fell
     ESCALATION = "escalation"  # a user or account tripped several red flags in a window
     EMAIL_SUPPRESSED = "email_suppressed"  # a user's address bounced for good or complained: no more emails
+    STUCK = "stuck"  # a funnel's user at one step past that step's threshold
+    RATE = "rate"  # a task's or a funnel step's rate crossed its rule's level (or came back)
+    HEALTH = "health"  # an account's health score moved into red
 
 
 class Timer(BaseModel):
@@ -113,6 +116,12 @@ class Timer(BaseModel):
     user: UserInfo = UserInfo()
     properties: dict[str, Any] = {}
     seen: tuple[str, ...] = ()  # fingerprints of the last event ids applied
+    # a funnel's position (kinds/funnel.py): the step the user is at (a run is one wait at a step,
+    # ``started_at`` when it was reached), when this pass through the funnel began, and how many
+    # earlier steps of this pass were flagged
+    step: str | None = None
+    entered_at: float | None = None
+    entry_flags: int = 0
 
     @property
     def run_id(self) -> str:

@@ -121,6 +121,16 @@ class UsageSettings(_Base):
     completed_retention_days: int = Field(default=30, ge=1)
 
 
+class RatesSettings(_Base):
+    """rates_to_flags: each rate rule's window of stats buckets -> a crossing or a recovery, written once."""
+
+    table_name: Name = Field(description="each rate rule's changes (crossed, recovered), one item each")
+    stats_table_name: Name = Field(description="the per-minute buckets the stats function keeps")
+    rules_path: RulesPath
+    rules_cache_seconds: int = Field(default=60, ge=0)
+    rate_history_days: int = Field(default=90, ge=1, le=3650, description="how long a change is kept")
+
+
 class UsersSettings(_Base):
     """users_api: one-click unsubscribe, subscription changes and erasure of a user."""
 

@@ -10,6 +10,7 @@ from redflag.edge.settings import (
     AlertSettings,
     FeedbackSettings,
     IngestSettings,
+    RatesSettings,
     SlackSettings,
     StatsSettings,
     SweepSettings,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # each builder imports what it uses: a function loads only it
     from redflag.services.alerting import AlertingService
     from redflag.services.feedback import FeedbackService
     from redflag.services.ingest import IngestService
+    from redflag.services.rates import RateService
     from redflag.services.relay import Relay
     from redflag.services.sweeping import SweepService
     from redflag.services.tracking import Gate, TrackingService
@@ -173,6 +175,18 @@ def usage_service(s: UsageSettings | None = None) -> UsageDropService:
     return UsageDropService(
         rules, DynamoStats(s.stats_table_name), flags, clock.SYSTEM.now, s.completed_retention_days * 86400
     )
+
+
+def rates_service(s: RatesSettings | None = None) -> RateService:
+    from redflag.adapters.dynamodb import DynamoTimerStore
+    from redflag.adapters.ssm_rules import SsmRuleSource
+    from redflag.adapters.stats_table import DynamoStats
+    from redflag.services.rates import RateService
+
+    s = s or RatesSettings()
+    rules = SsmRuleSource(s.rules_path, s.rules_cache_seconds)
+    log = DynamoTimerStore(s.table_name, shards=1)  # plain items only: no due index
+    return RateService(rules, DynamoStats(s.stats_table_name), log, clock.SYSTEM.now, s.rate_history_days * 86400)
 
 
 def users_service(s: UsersSettings | None = None) -> UsersService:

@@ -6,6 +6,9 @@ branches on its name. Adding a kind: docs/extending.md.
     usage_drop  kinds/usage_drop.py  an account whose weekly active users fell
     escalation  kinds/escalation.py  a user or account tripping several red flags in a window (no rule)
     email_suppressed  kinds/suppression.py  a user's address bounced for good or complained (no rule)
+    funnel      kinds/funnel.py      a user stuck at one step of ordered steps past that step's threshold
+    rate        kinds/rate.py        a share of a task's (or funnel step's) runs over a window crossing a level
+    health      kinds/health.py      an account whose health score moved into red
 
 Here too: ``Rule``, the one model a rule is read with (every field of ``redflag.core.rules``,
 validated for its kind), and the ``RuleBook`` of every rule read at once.
@@ -24,12 +27,16 @@ from redflag.core.events import EventType, TaskName, UserInfo, describe_errors
 from redflag.core.rules import RuleFields
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey
 from redflag.core.tracking import Interaction
-from redflag.kinds import escalation, inactivity, suppression, task, usage_drop
+from redflag.kinds import escalation, funnel, health, inactivity, rate, suppression, task, usage_drop
 from redflag.kinds.base import Kind
 
 REGISTRY: dict[str, Kind[Any]] = {
-    k.name: k for k in (task.KIND, inactivity.KIND, usage_drop.KIND, escalation.KIND, suppression.KIND)
-}
+    k.name: k
+    for k in (
+        task.KIND, inactivity.KIND, usage_drop.KIND, escalation.KIND, suppression.KIND, funnel.KIND, rate.KIND,
+        health.KIND,
+    )
+}  # fmt: skip
 RULE_KINDS = tuple(name for name, k in REGISTRY.items() if k.configurable)
 SHARED = frozenset({"kind", "label", "notify", "severity"})  # every rule kind takes these
 ABOUT_USERS = frozenset({"segments", "email", "help_url", "holdout_percent"})  # a kind about users takes these too
@@ -98,8 +105,9 @@ class Rule(RuleFields):
                 invalid(name, kind.refusal(name))
         if "notify" not in self.model_fields_set:
             object.__setattr__(self, "notify", list(kind.default_notify))
-        if kind.about == "account" and "user" in self.notify:
-            invalid("notify", f"a {kind.name} rule is about an account: never 'user' (use cs or webhook)")
+        if kind.about != "user" and "user" in self.notify:
+            about = "an account" if kind.about == "account" else "many users at once"
+            invalid("notify", f"a {kind.name} rule is about {about}: never 'user' (use cs or webhook)")
         kind.check(self)
         if isinstance(self.segments, dict):
             for segment, override in self.segments.items():

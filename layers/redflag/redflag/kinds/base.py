@@ -1,6 +1,6 @@
 """What every kind of red flag provides: one small interface, one subclass per module. Pure.
 
-A kind answers four questions, and nothing outside its module asks them by its name:
+A kind answers these questions, and nothing outside its module asks them by its name:
 
 - **its rule**: which fields a rule of this kind takes, what else it must hold (``check``), and how its
   threshold reads in a few words (``threshold_text``);
@@ -15,7 +15,12 @@ A kind answers four questions, and nothing outside its module asks them by its n
   a Segment-style ``track``, ``page`` or ``screen`` call is under a rule, so the tracking API finds
   every rule a call concerns through the registry (``redflag.kinds.tracked``);
 - **what the stream counts for it** (``counts_runs``: runs started and completed, learned durations;
-  ``counts_activity``: an arm is the user being active).
+  ``counts_activity``: an arm is the user being active; ``tallies``: anything else it counts, in a
+  stats row of its own (a funnel's steps) or in the per-minute buckets rate rules read);
+- **what a rate rule reads of it** (``watched``: the stats name its runs are counted under, and how
+  long after a run starts its fate is known);
+- for a kind that keeps no timer and writes its red flag as one item (a rate crossing, an account's
+  health): the model of that item (``subject_model``) and where it goes (``flag_ref``).
 
 Plus where it lives in the product, which ``tests/unit/test_registries.py`` checks: the section of
 docs/rules.md, a seed rule in rules/, a sample event in events/, the template resource that raises it.
@@ -29,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
 
 from redflag.core.baselines import Threshold
 from redflag.core.errors import invalid, missing
@@ -55,11 +62,29 @@ class CsMessage:
     attributes: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Tally:
+    """One thing the stats fold counts for a stored change of a kind's timer (``Kind.tallies``).
+
+    ``at`` unset: ``counter`` is added to the stats row ``name`` (a task's, or a funnel step's
+    ``funnel/step``), for the user's segment and across segments, with ``seconds`` into its duration
+    histogram. ``at`` set: it is added to the per-minute bucket of ``name`` that ``at`` (the run's start)
+    falls in, which rate rules read (counters ``started``, ``abandoned``, ``failed``, ``converted``);
+    ``account``: also to the week of ``at`` of the user's account (the health score's ``started`` and
+    ``failed``)."""
+
+    name: str
+    counter: str
+    seconds: float | None = None
+    at: float | None = None
+    account: bool = False
+
+
 class Kind(ABC, Generic[S]):
     """One kind of red flag. Subclasses set the class attributes and implement what applies to them."""
 
     name: ClassVar[str]
-    about: ClassVar[Literal["user", "account"]] = "user"  # an account's red flag never emails a user
+    about: ClassVar[Literal["user", "account", "product"]] = "user"  # only a user's red flag emails the user
     configurable: ClassVar[bool] = True  # a kind a rule names; False: raised by the alerting path itself
     reasons: ClassVar[tuple[FlagReason, ...]] = ()  # the reasons its red flags carry
     takes: ClassVar[frozenset[EventType]] = frozenset()  # events naming its rule that it applies
@@ -74,6 +99,7 @@ class Kind(ABC, Generic[S]):
     sample_rule: ClassVar[str | None]  # rules/<file>.yaml, or None for a kind no rule names
     sample_event: ClassVar[str]  # events/<function>/<file>.json: a red flag of this kind as a function gets it
     raised_by: ClassVar[str]  # the template resource whose writes become its red flags
+    subject_model: ClassVar[type[BaseModel] | None] = None  # a red flag written as one item: its model
 
     # --- its rule ------------------------------------------------------------------------------------
 
@@ -115,6 +141,30 @@ class Kind(ABC, Generic[S]):
         """This event arms a run whose threshold is learned from the task's durations."""
         return False
 
+    def learning(self, rule: RuleFields, event: TaskEvent) -> tuple[str, RuleFields] | None:
+        """The run this event arms learns its threshold: from the durations of which stats row, under
+        which threshold fields (``threshold``, ``expected_seconds``). Default: the task's own (``learns``)."""
+        return (event.task, rule) if self.learns(rule, EventType(event.type)) else None
+
+    # --- what the stream counts for it -------------------------------------------------------------------
+
+    def tallies(self, change: str, by_ttl: bool, old: Timer | None, new: Timer | None) -> list[Tally]:
+        """What the stats fold counts for one stored change of this kind's timer, beyond runs, flags
+        and activity (which it counts for every kind by ``counts_runs``, ``reasons``, ``counts_activity``)."""
+        return []
+
+    def watched(self, rule: RuleFields, task: str, step: str | None) -> tuple[str, int] | str:
+        """For a rate rule watching ``task`` (a rule of this kind), or one of its steps: the stats name
+        its runs are counted under and how long after a run starts its fate is known (seconds); or why it
+        cannot be watched."""
+        return f"'{task}' is a {self.name} rule: it has no runs a rate can watch"
+
+    # --- a red flag written as one item --------------------------------------------------------------------
+
+    def flag_ref(self, subject: S) -> tuple[str, str]:
+        """Where a red flag of this kind is written once: (its group, its id in the group)."""
+        raise NotImplementedError(f"a {self.name} red flag is not written as an item")
+
     # --- which tracking calls are its events ------------------------------------------------------------
 
     def tracked(self, rule: RuleFields, call: Interaction) -> EventType | None:
@@ -128,6 +178,11 @@ class Kind(ABC, Generic[S]):
             if call.name in mapping.names(key):
                 return event_type
         return None
+
+    def tracked_properties(self, rule: RuleFields, call: Interaction) -> dict[str, Any]:
+        """The properties of the event a call ``tracked`` maps becomes (default: the call's own; a funnel
+        adds the step the call reaches)."""
+        return call.properties
 
     def check_track(self, rule: RuleFields) -> None:
         """A rule's ``track`` mapping names only keys of this kind's events, each event name under one key."""
@@ -167,6 +222,10 @@ class Kind(ABC, Generic[S]):
 
     def default_emails(self) -> Mapping[FlagReason, EmailTemplate]:
         return {}
+
+    def email_values(self, timer: Timer) -> dict[str, str]:
+        """Placeholders of its emails beyond the shared ones (``{step}``: a funnel's)."""
+        return {"step": ""}
 
     @abstractmethod
     def cs_message(self, subject: S, now: float) -> CsMessage: ...

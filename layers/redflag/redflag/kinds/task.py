@@ -24,7 +24,19 @@ from redflag.core.rules import RuleFields
 from redflag.core.templates import EmailTemplate
 from redflag.core.text import humanize
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState, retained
-from redflag.kinds.base import CLOSING, TimerKind, arm, completed, fixed, threshold_checks, threshold_of, usual_of
+from redflag.kinds.base import (
+    CLOSING,
+    Tally,
+    TimerKind,
+    arm,
+    completed,
+    fixed,
+    threshold_checks,
+    threshold_of,
+    usual_of,
+)
+
+SETTLE_SECONDS = 120  # the stats windows and the sweeper, after a threshold: when a run's fate is known
 
 EMAILS = {
     FlagReason.TIME: EmailTemplate(
@@ -96,6 +108,37 @@ class Task(TimerKind):
         if event_type is EventType.TASK_FAILED:
             return _failed(cur, new, at, rule, now, user, policy)
         raise ValueError(f"{event_type} is not a task event")
+
+    def tallies(self, change: str, by_ttl: bool, old: Timer | None, new: Timer | None) -> list[Tally]:
+        """Per-minute buckets of the minute each run started in, for rate rules: runs started, abandoned
+        (flagged for time, or deleted by TTL while open), with a failure, and completed."""
+        timer = new or old
+        if timer is None:
+            return []
+        task = timer.key.task
+        if change == "REMOVE":
+            if by_ttl and old is not None and old.state is TimerState.OPEN and old.started_at is not None:
+                return [Tally(task, "abandoned", at=old.started_at)]
+            return []
+        if new is None or new.started_at is None:
+            return []
+        was = old.state if old is not None else None
+        out = []
+        if new.state is TimerState.OPEN and was is not TimerState.OPEN:
+            out.append(Tally(task, "started", at=new.started_at, account=True))
+        if new.state is TimerState.FLAGGED and was is TimerState.OPEN and new.flag_reason is not FlagReason.FAILURES:
+            out.append(Tally(task, "abandoned", at=new.started_at))
+        first_failure = old is None or old.run_failures == 0 or old.started_at != new.started_at
+        if new.run_failures > 0 and first_failure and new.state in (TimerState.OPEN, TimerState.FLAGGED):
+            out += [Tally(task, "failed"), Tally(task, "failed", at=new.started_at, account=True)]
+        if new.state is TimerState.COMPLETED and was in (TimerState.OPEN, TimerState.FLAGGED):
+            out.append(Tally(task, "converted", at=new.started_at))
+        return out
+
+    def watched(self, rule: RuleFields, task: str, step: str | None) -> tuple[str, int] | str:
+        if step is not None:
+            return f"'{task}' is a task rule: it has no steps"
+        return task, fixed(rule).seconds + SETTLE_SECONDS
 
     def default_emails(self) -> Mapping[FlagReason, EmailTemplate]:
         return EMAILS

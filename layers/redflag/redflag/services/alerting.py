@@ -5,7 +5,8 @@ come in through ``redflag.services.ports``.
 A batch is handled as a batch:
 
 1. each change that is a red flag (a timer's, ``redflag.core.timers.red_flag``; an account's usage
-   drop; an email kept for quiet hours, now due) is composed into its alerts, one per channel
+   drop; the item a kind that keeps no timer wrote, such as a rate's change or an account's move into
+   red; an email kept for quiet hours, now due) is composed into its alerts, one per channel
    (``redflag.channels.plan``), in the words of its kind (``redflag.kinds``);
 2. the state of every user and account the batch touches is read at once (``People.load``: opt-outs
    and suppressions, the email log behind the cap, escalation state), and the interventions are
@@ -37,7 +38,7 @@ from redflag import channels, kinds
 from redflag.channels.base import Alert, Context, RedFlag, UnsubscribeLinks
 from redflag.core import interventions, timers
 from redflag.core.interventions import Escalation, QuietHours, Standing, UserState
-from redflag.services.changes import AccountFlagged, Change, DeferredDue, TimerChanged
+from redflag.services.changes import AccountFlagged, Change, DeferredDue, Flagged, TimerChanged
 from redflag.services.ports import ChannelFailed, People, StoreUnavailable
 from redflag.services.sending import Sender
 
@@ -147,6 +148,9 @@ class AlertingService:
             return _Flag(record, flag, channels.plan(flag, ctx), timer, escalates=True)
         if isinstance(change, AccountFlagged):
             flag = RedFlag(kinds.get(change.flag.rule.kind), change.flag)
+            return _Flag(record, flag, channels.plan(flag, ctx))
+        if isinstance(change, Flagged):  # a rate's change, an account's move into red: CS and the webhook
+            flag = RedFlag(kinds.get(change.kind), change.subject)
             return _Flag(record, flag, channels.plan(flag, ctx))
         if isinstance(change, DeferredDue):
             flag = RedFlag(kinds.get(change.timer.kind), change.timer)

@@ -4,6 +4,7 @@ into and what the alerting and stats services take. Pure.
     TimerChanged     a timer was written or deleted (by TTL: ``by_ttl``): maybe a red flag
     ActivityChanged  a user's activity record was written
     AccountFlagged   the weekly check wrote an account's usage drop
+    Flagged          a kind that keeps no timer wrote its red flag (a rate's change, an account moving into red)
     DeferredDue      an email kept for quiet hours fell due (the sweeper flagged it, or TTL deleted it)
     Unrelated        anything else (a marker, a log): nothing to do
 """
@@ -11,7 +12,7 @@ into and what the alerting and stats services take. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from redflag.core.activity import Activity
 from redflag.core.timers import Timer
@@ -41,6 +42,12 @@ class AccountFlagged:
 
 
 @dataclass(frozen=True)
+class Flagged:
+    kind: str  # the kind's name (redflag.kinds)
+    subject: Any  # its red flag (the kind's ``subject_model``)
+
+
+@dataclass(frozen=True)
 class DeferredDue:
     timer: Timer  # the red flag whose email was kept
 
@@ -50,4 +57,4 @@ class Unrelated:
     pass
 
 
-Change = TimerChanged | ActivityChanged | AccountFlagged | DeferredDue | Unrelated
+Change = TimerChanged | ActivityChanged | AccountFlagged | Flagged | DeferredDue | Unrelated

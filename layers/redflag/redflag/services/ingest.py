@@ -29,6 +29,7 @@ from redflag.core import timers
 from redflag.core.activity import Activity, ActivityKey, UserUpdate, apply_update
 from redflag.core.baselines import ALL, Threshold, threshold_for
 from redflag.core.events import EventResult, EventType, IngestResponse, Outcome, TaskEvent, UserInfo, describe_errors
+from redflag.core.rules import RuleFields
 from redflag.kinds import InvalidRule, Rule, RuleBook
 from redflag.services.ports import (
     BaselineSource,
@@ -192,27 +193,26 @@ class IngestService:
         return replace(p, rule=p.rule.for_segment(segment), personalise=False)
 
     def _with_thresholds(self, planned: list[_Planned]) -> list[_Planned]:
-        """Starts under a learned threshold get it from the task's durations: one cached read of the
-        distributions the request needs, however many events ask."""
-
-        def asks(p: _Planned) -> bool:
-            e = p.event
-            return p.rule is not None and e is not None and kinds.get(p.rule.kind).learns(p.rule, EventType(e.type))
-
-        wanted = {(p.event.task, p.event.user.segment) for p in planned if asks(p) and p.event is not None}
-        if not wanted:
+        """Runs armed under a learned threshold get it from the durations their kind names (a task's own,
+        a funnel step's): one cached read of the distributions the request needs, however many events ask."""
+        asks: dict[int, tuple[str, RuleFields]] = {}
+        segments: dict[int, str | None] = {}
+        for i, p in enumerate(planned):
+            if p.rule is not None and p.event is not None:
+                learned = kinds.get(p.rule.kind).learning(p.rule, p.event)
+                if learned is not None:
+                    asks[i], segments[i] = learned, p.event.user.segment
+        if not asks:
             return planned
-        keys = sorted({(task, seg) for task, segment in wanted for seg in ([segment] if segment else []) + [ALL]})
+        keys = sorted({(name, seg) for i, (name, _) in asks.items() for seg in [segments[i] or ALL, ALL]})
         try:
             found = self._baselines.histograms(keys) if self._baselines is not None else {}
         except StoreUnavailable:
             found = {}  # learning is best effort: the fallback threshold applies
-        out = []
-        for p in planned:
-            if p.rule is not None and p.event is not None and (p.event.task, p.event.user.segment) in wanted:
-                per_segment = {seg: hist for (task, seg), hist in found.items() if task == p.event.task}
-                p = replace(p, threshold=threshold_for(p.rule, p.event.user.segment, per_segment))
-            out.append(p)
+        out = list(planned)
+        for i, (name, rule) in asks.items():
+            per_segment = {seg: hist for (task, seg), hist in found.items() if task == name}
+            out[i] = replace(planned[i], threshold=threshold_for(rule, segments[i], per_segment))
         return out
 
     def _run(self, planned: list[_Planned], now: float) -> list[EventResult]:

@@ -6,10 +6,14 @@ completed, the duration distribution of completions, red flags by reason, and fl
 were completed afterwards (and how long after the flag), split by the rule's holdout (``emailed``:
 users the email goes to, ``holdout``: users held out of it), so the two completion rates compare.
 Users without a segment count only in ALL.
-Per account: which users were active on which day.
+Per account: which users were active on which day; per account and ISO week: runs started, runs with a
+failure and red flags (what the health score reads).
 Per rule and arm, for retention: the flagged users who belong to an account (``cohort``: the first red
 flag of a user on a rule in a window), so that their activity in the weeks after can be counted
 (``redflag.adapters.stats_table``, "retention").
+What each kind counts beyond that (``Kind.tallies``): a funnel's steps, each in a row of its own; and,
+for rate rules, per-minute buckets of runs started, abandoned, failed and converted, by the minute each
+run started in.
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ from redflag.core.activity import Activity
 from redflag.core.baselines import ALL, Histogram
 from redflag.core.interventions import in_holdout
 from redflag.core.timers import FlagReason, Timer, TimerState
-from redflag.core.weeks import day_of
-from redflag.kinds.base import Kind
+from redflag.core.weeks import day_of, week_of
+from redflag.kinds.base import Kind, Tally
 from redflag.services.changes import ActivityChanged, Change, TimerChanged
 
 # red flags are counted by reason, one counter each reason a kind that keeps a timer raises
 FLAG_COUNTERS = tuple(f"flag_{r.value}" for k in kinds.REGISTRY.values() if k.takes for r in k.reasons)
 COUNTERS = (
     "started", "completed", *FLAG_COUNTERS, "done_after_flag",
-    "flagged_emailed", "flagged_holdout", "done_after_flag_emailed", "done_after_flag_holdout",
+    "flagged_emailed", "flagged_holdout", "done_after_flag_emailed", "done_after_flag_holdout", "failed", "skipped",
 )  # fmt: skip
+BUCKET_COUNTERS = ("started", "abandoned", "failed", "converted")  # a rate bucket's (Tally.at)
 
 
 def _kind(timer: Timer) -> Kind[Any]:
@@ -85,11 +90,30 @@ class Fold:
     tasks: dict[tuple[str, str], TaskStats] = field(default_factory=dict)
     active: dict[tuple[str, str, str], Active] = field(default_factory=dict)  # (account, user, day)
     account_flags: dict[str, int] = field(default_factory=dict)  # account -> red flags of its users
+    buckets: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)  # (name, epoch minute) -> counts
+    weeks: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (week, account) -> counts
     cohort: dict[tuple[str, str, str], Flagged] = field(default_factory=dict)  # (account, user, task)
 
-    def task(self, timer: Timer) -> list[TaskStats]:
-        keys = [(timer.key.task, ALL)] + ([(timer.key.task, timer.user.segment)] if timer.user.segment else [])
+    def task(self, timer: Timer, name: str | None = None) -> list[TaskStats]:
+        task = name or timer.key.task
+        keys = [(task, ALL)] + ([(task, timer.user.segment)] if timer.user.segment else [])
         return [self.tasks.setdefault(k, TaskStats()) for k in keys]
+
+    def _tally(self, timer: Timer, t: Tally) -> None:
+        if t.at is None:
+            for s in self.task(timer, t.name):
+                s.add(t.counter)
+                if t.seconds is not None:
+                    s.histogram.add(t.seconds)
+            return
+        bucket = self.buckets.setdefault((t.name, int(t.at // 60)), {})
+        bucket[t.counter] = bucket.get(t.counter, 0) + 1
+        if t.account and timer.user.account_id:
+            self._week(week_of(t.at), timer.user.account_id, t.counter)
+
+    def _week(self, week: str, account: str, counter: str) -> None:
+        counts = self.weeks.setdefault((week, account), {})
+        counts[counter] = counts.get(counter, 0) + 1
 
     def add(self, change: str, by_ttl: bool, old: Timer | Activity | None, new: Timer | Activity | None) -> None:
         """Fold one stored change (INSERT, MODIFY or REMOVE) of a timer or activity record."""
@@ -102,6 +126,10 @@ class Fold:
             return
         old_t = old if isinstance(old, Timer) else None
         new_t = new if isinstance(new, Timer) else None
+        timer = new_t or old_t
+        assert timer is not None
+        for t in _kind(timer).tallies(change, by_ttl, old_t, new_t):
+            self._tally(timer, t)
         if (  # an arm of a kind that counts activity is the user being active
             new_t is not None
             and new_t.state is TimerState.OPEN
@@ -151,6 +179,8 @@ class Fold:
         if timer.user.account_id:
             self.account_flags[timer.user.account_id] = self.account_flags.get(timer.user.account_id, 0) + 1
             at = timer.flagged_at or timer.due_at or timer.started_at
+            if at is not None:
+                self._week(week_of(at), timer.user.account_id, "flags")
             if arm and at is not None:  # retention counts users whose activity is counted: an account's
                 self.cohort.setdefault((timer.user.account_id, timer.key.user_id, timer.key.task), Flagged(at, arm))
 
@@ -165,6 +195,10 @@ class Fold:
             self.active.setdefault(day_key, active)
         for account, n in other.account_flags.items():
             self.account_flags[account] = self.account_flags.get(account, 0) + n
+        for bucket, counts in other.buckets.items():
+            _add_counts(self.buckets.setdefault(bucket, {}), counts)
+        for week, counts in other.weeks.items():
+            _add_counts(self.weeks.setdefault(week, {}), counts)
         for cohort_key, flagged in other.cohort.items():
             self.cohort.setdefault(cohort_key, flagged)
 
@@ -185,6 +219,8 @@ class Fold:
             ],
             "active": [[a.account_id, a.user_id, a.day, a.at] for a in self.active.values()],
             "account_flags": self.account_flags,
+            "buckets": [[name, minute, counts] for (name, minute), counts in self.buckets.items()],
+            "weeks": [[week, account, counts] for (week, account), counts in self.weeks.items()],
             "cohort": [[*k, f.at, f.arm] for k, f in self.cohort.items()],
         }
 
@@ -197,6 +233,15 @@ class Fold:
         for account, user, day, at in (state or {}).get("active", []):
             fold.active[(account, user, day)] = Active(account, user, day, float(at))
         fold.account_flags = dict((state or {}).get("account_flags", {}))
+        for name, minute, counts in (state or {}).get("buckets", []):
+            fold.buckets[(name, int(minute))] = dict(counts)
+        for week, account, counts in (state or {}).get("weeks", []):
+            fold.weeks[(week, account)] = dict(counts)
         for account, user, task, at, arm in (state or {}).get("cohort", []):
             fold.cohort[(account, user, task)] = Flagged(float(at), arm)
         return fold
+
+
+def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for name, n in counts.items():
+        into[name] = into.get(name, 0) + n

@@ -342,7 +342,7 @@ def _event(
             event_id=message_id,
             occurred_at=datetime.fromtimestamp(at, UTC),
             user=UserInfo.model_validate(user.user_info(own, account)),
-            properties=tracking.bounded_properties(call.properties),
+            properties=tracking.bounded_properties(kinds.get(rule.kind).tracked_properties(rule, call)),
         )
     except ValidationError as exc:
         return f"task '{task}': {describe_errors(exc.errors()[:3])}"[:500]
