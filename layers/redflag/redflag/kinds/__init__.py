@@ -28,7 +28,7 @@ from redflag.core.rules import RuleFields
 from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey
 from redflag.core.tracking import Interaction
 from redflag.kinds import escalation, funnel, health, inactivity, rate, suppression, task, usage_drop
-from redflag.kinds.base import Kind
+from redflag.kinds.base import Applied, Kind
 
 REGISTRY: dict[str, Kind[Any]] = {
     k.name: k
@@ -185,6 +185,5 @@ def apply_event(
     """What one event does to its timer, by the rule's kind. ``at`` is the event time (epoch s); ``rule``
     is the rule as it applies to the user's segment; ``threshold`` the one a new run is armed with
     (default: the rule's fixed threshold, or its fallback)."""
-    return get(rule.kind).apply(
-        current, key, event_type, at, rule, now, user or UserInfo(), properties or {}, policy or Policy(), threshold
-    )
+    event = Applied(key, event_type, at, rule, now, user or UserInfo(), properties or {}, policy or Policy(), threshold)
+    return get(rule.kind).apply(current, event)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -51,6 +51,23 @@ S = TypeVar("S")  # what a red flag of the kind is about: a timer, an account's 
 
 def iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One event as a kind applies it to its timer: ``at`` the event time (epoch s), ``rule`` the rule as
+    it applies to the user's segment, ``threshold`` the one a new run is armed with (None: the rule's
+    fixed threshold, or its fallback)."""
+
+    key: TimerKey
+    event_type: EventType
+    at: float
+    rule: RuleFields
+    now: float
+    user: UserInfo = field(default_factory=UserInfo)
+    properties: dict[str, Any] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    threshold: Threshold | None = None
 
 
 @dataclass(frozen=True)
@@ -122,19 +139,7 @@ class Kind(ABC, Generic[S]):
     def key(self, event: TaskEvent) -> TimerKey:
         return TimerKey(user_id=event.user_id, task=event.task, instance_id=event.instance_id)
 
-    def apply(
-        self,
-        current: Timer | None,
-        key: TimerKey,
-        event_type: EventType,
-        at: float,
-        rule: RuleFields,
-        now: float,
-        user: UserInfo,
-        properties: dict[str, Any],
-        policy: Policy,
-        threshold: Threshold | None,
-    ) -> Decision:
+    def apply(self, current: Timer | None, event: Applied) -> Decision:
         raise NotImplementedError(f"a {self.name} rule keeps no timer")
 
     def learns(self, rule: RuleFields, event_type: EventType) -> bool:

@@ -32,16 +32,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from redflag.core.baselines import Threshold
 from redflag.core.errors import invalid, missing
-from redflag.core.events import EventType, Outcome, TaskEvent, UserInfo
+from redflag.core.events import EventType, Outcome, TaskEvent
 from redflag.core.rules import FunnelStep, RuleFields
 from redflag.core.templates import EmailTemplate
 from redflag.core.text import humanize
-from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState
+from redflag.core.timers import Decision, FlagReason, Timer, TimerState
 from redflag.core.tracking import Interaction
 from redflag.kinds.base import (
     CLOSING,
+    Applied,
     CsMessage,
     Tally,
     TimerKind,
@@ -205,19 +205,9 @@ class Funnel(TimerKind):
         step = steps_of(rule)[target]
         return step_name(event.task, step.name), step_rule(rule, step)
 
-    def apply(
-        self,
-        current: Timer | None,
-        key: TimerKey,
-        event_type: EventType,
-        at: float,
-        rule: RuleFields,
-        now: float,
-        user: UserInfo,
-        properties: dict[str, Any],
-        policy: Policy,
-        threshold: Threshold | None,
-    ) -> Decision:
+    def apply(self, current: Timer | None, event: Applied) -> Decision:
+        key, event_type, at, rule, now = event.key, event.event_type, event.at, event.rule, event.now
+        user, properties, policy, threshold = event.user, event.properties, event.policy, event.threshold
         cur = current or Timer(key=key, state=TimerState.IDLE)
         running = cur.state in (TimerState.OPEN, TimerState.FLAGGED)
         snapshot = cur.rule if running and cur.rule is not None and cur.rule.steps else rule
@@ -231,7 +221,7 @@ class Funnel(TimerKind):
         if not running:
             if cur.state is TimerState.COMPLETED and cur.completed_at is not None and at <= cur.completed_at:
                 return Decision(Outcome.RECORDED, None, "this pass through the funnel is complete")
-            return _enter(cur, target, at, snapshot, now, user, properties, policy, threshold)
+            return _enter(cur, target, event, snapshot)
         position = _index(snapshot, cur.step)
         if position is not None and target <= position:
             why = "already at this step" if target == position else "an earlier step: a funnel never moves back"
@@ -359,28 +349,20 @@ def _since(start: float | None, end: float) -> float:
     return round(max(0.0, end - start), 3) if start is not None else 0.0
 
 
-def _enter(
-    cur: Timer,
-    target: int,
-    at: float,
-    rule: RuleFields,
-    now: float,
-    user: UserInfo,
-    properties: dict[str, Any],
-    policy: Policy,
-    threshold: Threshold | None,
-) -> Decision:
-    """A new pass through the funnel, at the step ``target``."""
+def _enter(cur: Timer, target: int, event: Applied, rule: RuleFields) -> Decision:
+    """A new pass through the funnel, at the step ``target`` (``rule``: the funnel as this pass keeps it)."""
+    at, user = event.at, event.user
     steps = steps_of(rule)
     skipped = _skipped(rule, None, target)
     note = f"skipped required step {', '.join(skipped)}" if skipped else None
     fresh = {"step": steps[target].name, "entered_at": at, "entry_flags": 0, "failures": 0, "last_failed_at": None}
     if target == len(steps) - 1:  # in at the end: entered and done at once
         base = cur.model_copy(update=fresh | {"kind": rule.kind, "rule": rule, "user": user, "started_at": at})
-        done = completed(base, at, max(at, cur.last_completed_at or at), now, policy, {"duration_seconds": 0.0})
+        last = max(at, cur.last_completed_at or at)
+        done = completed(base, at, last, event.now, event.policy, {"duration_seconds": 0.0})
         return Decision(Outcome.COMPLETED, done.model_copy(update={"due_at": None, "flagged_at": None}), note)
-    armed_with = threshold or fixed(step_rule(rule, steps[target]))
-    armed = arm(cur, at, rule, armed_with, user, properties, FlagReason.STUCK)
+    armed_with = event.threshold or fixed(step_rule(rule, steps[target]))
+    armed = arm(cur, at, rule, armed_with, user, event.properties, FlagReason.STUCK)
     return Decision(Outcome.ARMED, armed.model_copy(update=fresh), note)
 
 

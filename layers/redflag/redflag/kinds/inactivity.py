@@ -10,17 +10,16 @@ narrows either to calls whose properties hold its values).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from redflag.core.baselines import Threshold
 from redflag.core.errors import invalid
-from redflag.core.events import EventType, Outcome, TaskEvent, UserInfo
+from redflag.core.events import EventType, Outcome, TaskEvent
 from redflag.core.rules import RuleFields
 from redflag.core.templates import EmailTemplate
 from redflag.core.text import humanize
-from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState
+from redflag.core.timers import Decision, FlagReason, Timer, TimerKey, TimerState
 from redflag.core.tracking import Interaction
-from redflag.kinds.base import CLOSING, TimerKind, arm, fixed, threshold_checks, threshold_of
+from redflag.kinds.base import CLOSING, Applied, TimerKind, arm, fixed, threshold_checks, threshold_of
 
 EMAILS = {
     FlagReason.INACTIVITY: EmailTemplate(
@@ -73,19 +72,9 @@ class Inactivity(TimerKind):
     def key(self, event: TaskEvent) -> TimerKey:
         return TimerKey(user_id=event.user_id, task=event.task)  # one per user and rule, whatever the instance
 
-    def apply(
-        self,
-        current: Timer | None,
-        key: TimerKey,
-        event_type: EventType,
-        at: float,
-        rule: RuleFields,
-        now: float,
-        user: UserInfo,
-        properties: dict[str, Any],
-        policy: Policy,
-        threshold: Threshold | None,
-    ) -> Decision:
+    def apply(self, current: Timer | None, event: Applied) -> Decision:
+        key, event_type, at, rule = event.key, event.event_type, event.at, event.rule
+        user, properties, threshold = event.user, event.properties, event.threshold
         if event_type is not EventType.USER_ACTIVE:
             return Decision(Outcome.IGNORED, None, self.ignored(event_type, rule))
         cur = current or Timer(key=key, state=TimerState.IDLE)

@@ -23,9 +23,10 @@ from redflag.core.events import EventType, Outcome, UserInfo
 from redflag.core.rules import RuleFields
 from redflag.core.templates import EmailTemplate
 from redflag.core.text import humanize
-from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerKey, TimerState, retained
+from redflag.core.timers import Decision, FlagReason, Policy, Timer, TimerState, retained
 from redflag.kinds.base import (
     CLOSING,
+    Applied,
     Tally,
     TimerKind,
     arm,
@@ -85,19 +86,9 @@ class Task(TimerKind):
     def learns(self, rule: RuleFields, event_type: EventType) -> bool:
         return rule.threshold is not None and event_type is EventType.TASK_STARTED
 
-    def apply(
-        self,
-        current: Timer | None,
-        key: TimerKey,
-        event_type: EventType,
-        at: float,
-        rule: RuleFields,
-        now: float,
-        user: UserInfo,
-        properties: dict[str, Any],
-        policy: Policy,
-        threshold: Threshold | None,
-    ) -> Decision:
+    def apply(self, current: Timer | None, event: Applied) -> Decision:
+        key, event_type, at, rule, now = event.key, event.event_type, event.at, event.rule, event.now
+        user, properties, policy, threshold = event.user, event.properties, event.policy, event.threshold
         cur = current or Timer(key=key, state=TimerState.IDLE)
         new = current is None
         armed_with = threshold or fixed(rule)

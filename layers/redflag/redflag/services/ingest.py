@@ -31,6 +31,7 @@ from redflag.core.baselines import ALL, Threshold, threshold_for
 from redflag.core.events import EventResult, EventType, IngestResponse, Outcome, TaskEvent, UserInfo, describe_errors
 from redflag.core.rules import RuleFields
 from redflag.kinds import InvalidRule, Rule, RuleBook
+from redflag.kinds.base import Applied
 from redflag.services.ports import (
     BaselineSource,
     Record,
@@ -314,9 +315,8 @@ class IngestService:
             assert p.update is not None and (current is None or isinstance(current, Activity))
             return Outcome.RECORDED, None, apply_update(current, key, p.update, now, self._policy)
         assert e is not None and p.rule is not None and (current is None or isinstance(current, timers.Timer))
-        decision = kinds.get(p.rule.kind).apply(
-            current, key, EventType(e.type), p.at, p.rule, now, e.user, e.properties, self._policy, p.threshold
-        )
+        applied = Applied(key, EventType(e.type), p.at, p.rule, now, e.user, e.properties, self._policy, p.threshold)
+        decision = kinds.get(p.rule.kind).apply(current, applied)
         return decision.outcome, decision.reason, decision.timer
 
 
