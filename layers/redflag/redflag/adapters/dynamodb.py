@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from redflag.adapters import aws
+from redflag.adapters import aws, batches
 from redflag.adapters import codec as items
 from redflag.core.timers import DeferredKey, TimerKey, TimerState
 from redflag.kinds.base import Kind
@@ -26,7 +25,6 @@ from redflag.services.ports import (
 )
 
 DUE_INDEX = "due-index"
-BATCH_GET_MAX = 100
 _av, _py = aws.to_attributes, aws.from_attributes
 
 
@@ -53,26 +51,12 @@ class DynamoTimerStore:
         the read units); keys DynamoDB leaves unprocessed are asked again."""
         wanted = {tuple(items.key_of(k).values()): k for k in keys}
         found: dict[RecordKey, Record] = {}
-        pending = [items.key_of(k) for k in wanted.values()]
-        backoffs = 0
-        while pending:
-            batch, pending = pending[:BATCH_GET_MAX], pending[BATCH_GET_MAX:]
-            out = self._call(
-                "batch_get_item",
-                RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": consistent}},
-            )
-            for raw in out.get("Responses", {}).get(self._table, []):
-                item = _py(raw)
-                record = items.record_of(item)
-                if record is not None:
-                    found[wanted[(item["pk"], item["sk"])]] = record
-            unprocessed = out.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
-            if unprocessed:
-                backoffs += 1
-                if backoffs > 5:
-                    raise StoreUnavailable("UnprocessedKeys")
-                time.sleep(min(0.05 * 2**backoffs, 1.0))
-                pending = [_py(k) for k in unprocessed] + pending
+        asked = [_av(items.key_of(k)) for k in wanted.values()]
+        for raw in batches.batch_get(self._call, self._table, asked, consistent):
+            item = _py(raw)
+            record = items.record_of(item)
+            if record is not None:
+                found[wanted[(item["pk"], item["sk"])]] = record
         return found
 
     def save(self, record: Record, expected_version: int) -> None:
@@ -131,24 +115,11 @@ class DynamoTimerStore:
     def get_items(self, keys: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Items by key, read consistently in BatchGetItem calls of 100 keys (duplicates asked once,
         unprocessed keys asked again): (pk, sk) -> item."""
-        pending = list({(k["pk"], k["sk"]): k for k in keys}.values())
+        asked = [_av(k) for k in {(k["pk"], k["sk"]): k for k in keys}.values()]
         found: dict[tuple[str, str], dict[str, Any]] = {}
-        backoffs = 0
-        while pending:
-            batch, pending = pending[:BATCH_GET_MAX], pending[BATCH_GET_MAX:]
-            out = self._call(
-                "batch_get_item", RequestItems={self._table: {"Keys": [_av(k) for k in batch], "ConsistentRead": True}}
-            )
-            for raw in out.get("Responses", {}).get(self._table, []):
-                item = _py(raw)
-                found[(item["pk"], item["sk"])] = item
-            unprocessed = out.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
-            if unprocessed:
-                backoffs += 1
-                if backoffs > 5:
-                    raise StoreUnavailable("UnprocessedKeys")
-                time.sleep(min(0.05 * 2**backoffs, 1.0))
-                pending = [_py(k) for k in unprocessed] + pending
+        for raw in batches.batch_get(self._call, self._table, asked):
+            item = _py(raw)
+            found[(item["pk"], item["sk"])] = item
         return found
 
     def put_if_absent(self, item: dict[str, Any]) -> None:
@@ -170,18 +141,7 @@ class DynamoTimerStore:
 
     def delete_keys(self, keys: list[dict[str, str]]) -> int:
         """Delete items by key, 25 a BatchWriteItem (unprocessed ones asked again)."""
-        pending = [{"DeleteRequest": {"Key": _av(k)}} for k in keys]
-        backoffs = 0
-        while pending:
-            batch, pending = pending[:25], pending[25:]
-            out = self._call("batch_write_item", RequestItems={self._table: batch})
-            unprocessed = out.get("UnprocessedItems", {}).get(self._table, [])
-            if unprocessed:
-                backoffs += 1
-                if backoffs > 5:
-                    raise StoreUnavailable("UnprocessedItems")
-                time.sleep(min(0.05 * 2**backoffs, 1.0))
-                pending = unprocessed + pending
+        batches.batch_write(self._call, self._table, [{"DeleteRequest": {"Key": _av(k)}} for k in keys])
         return len(keys)
 
     def query_partition(self, pk: str) -> list[dict[str, Any]]:
@@ -192,13 +152,7 @@ class DynamoTimerStore:
             "ExpressionAttributeValues": _av({":pk": pk}),
             "ConsistentRead": True,
         }
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self._call("query", **kwargs)
-            found += [_py(raw) for raw in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [_py(raw) for raw in batches.query(self._call, **kwargs)]
 
     def put_account_flag(self, flag: AccountFlag, retention_seconds: int) -> bool:
         """Write a usage drop once: False when this rule, account and week already has one."""

@@ -31,11 +31,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redflag.adapters import aws
+from redflag.adapters import aws, batches
 from redflag.services.ports import Claim, StoreUnavailable
 
 KEEP_SECONDS = 3 * 86400  # how long a result is kept: longer than the stream keeps a record (24 h)
-BATCH_WRITE_MAX = 25
 TRANSACT_MAX = 100
 COMPLETE_ROUNDS = 4
 INPROGRESS, COMPLETED = "INPROGRESS", "COMPLETED"
@@ -164,20 +163,13 @@ class DynamoSendOnce:
         self._batch_write([{"DeleteRequest": {"Key": {"id": {"S": self.record_id(a)}}}} for a in alert_ids])
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
-        pending, backoffs = list(requests), 0
-        while pending:
-            batch, pending = pending[:BATCH_WRITE_MAX], pending[BATCH_WRITE_MAX:]
-            try:
-                out = self._client.batch_write_item(RequestItems={self._table: batch})
-            except (ClientError, BotoCoreError) as exc:
-                raise _unavailable(exc) from None
-            unprocessed = out.get("UnprocessedItems", {}).get(self._table, [])
-            if unprocessed:
-                backoffs += 1
-                if backoffs > 5:
-                    raise StoreUnavailable("UnprocessedItems")
-                time.sleep(min(0.05 * 2**backoffs, 1.0))
-                pending = unprocessed + pending
+        batches.batch_write(self._call, self._table, requests)
+
+    def _call(self, method: str, **params: Any) -> Any:
+        try:
+            return getattr(self._client, method)(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc) from None
 
 
 def _stored_claim(stored: dict[str, Any]) -> tuple[Claim, dict[str, str] | None]:

@@ -47,7 +47,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redflag.adapters import aws
+from redflag.adapters import aws, batches
 from redflag.core.baselines import Histogram
 from redflag.core.weeks import day_of, week_of
 from redflag.services.learning import BUCKET_COUNTERS, COUNTERS, Active, Flagged, Fold, TaskStats
@@ -96,16 +96,9 @@ class DynamoStats:
         """(task, segment) -> what was learned, in BatchGetItem calls of 100 keys."""
         wanted = [{"pk": f"task#{task}", "sk": f"seg#{seg}"} for task, seg in keys]
         out: dict[tuple[str, str], TaskStats] = {}
-        for i in range(0, len(wanted), 100):
-            request = {self._table: {"Keys": [_av(k) for k in wanted[i : i + 100]], "ConsistentRead": consistent}}
-            while request:
-                page = self._call("batch_get_item", RequestItems=request)
-                for raw in page.get("Responses", {}).get(self._table, []):
-                    item = _py(raw)
-                    out[(item["pk"][len("task#") :], item["sk"][len("seg#") :])] = _stats_of(item)
-                request = page.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(0.05)
+        for raw in batches.batch_get(self._call, self._table, [_av(k) for k in wanted], consistent):
+            item = _py(raw)
+            out[(item["pk"][len("task#") :], item["sk"][len("seg#") :])] = _stats_of(item)
         return out
 
     def task_segments(self, task: str) -> dict[str, TaskStats]:
@@ -116,14 +109,10 @@ class DynamoStats:
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": _av({":pk": f"task#{task}"}),
         }
-        while True:
-            page = self._call("query", **kwargs)
-            for raw in page.get("Items", []):
-                item = _py(raw)
-                out[item["sk"][len("seg#") :]] = _stats_of(item)
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for raw in batches.query(self._call, **kwargs):
+            item = _py(raw)
+            out[item["sk"][len("seg#") :]] = _stats_of(item)
+        return out
 
     def histograms(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Histogram]:
         """BaselineSource: the distributions, cached for ``cache_seconds`` per warm Lambda."""
@@ -148,14 +137,9 @@ class DynamoStats:
                 "KeyConditionExpression": "pk = :pk",
                 "ExpressionAttributeValues": _av({":pk": f"week#{week}#{shard}"}),
             }
-            while True:
-                page = self._call("query", **kwargs)
-                for raw in page.get("Items", []):
-                    item = _py(raw)
-                    out[item["sk"]] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal)}
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            for raw in batches.query(self._call, **kwargs):
+                item = _py(raw)
+                out[item["sk"]] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal)}
         return out
 
     def rate_minutes(self, name: str, first: int, end: int) -> dict[int, dict[str, int]]:
@@ -166,14 +150,10 @@ class DynamoStats:
             "ExpressionAttributeValues": _av({":pk": f"rate#{name}", ":a": _minute(first), ":b": _minute(end - 1)}),
         }
         out: dict[int, dict[str, int]] = {}
-        while True:
-            page = self._call("query", **kwargs)
-            for raw in page.get("Items", []):
-                item = _py(raw)
-                out[int(item["sk"][2:])] = {k: int(item[k]) for k in BUCKET_COUNTERS if k in item}
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for raw in batches.query(self._call, **kwargs):
+            item = _py(raw)
+            out[int(item["sk"][2:])] = {k: int(item[k]) for k in BUCKET_COUNTERS if k in item}
+        return out
 
     def rate_window(self, name: str, first: int, end: int) -> dict[str, int]:
         """The rate buckets of ``name`` over a window, added up."""
@@ -193,14 +173,9 @@ class DynamoStats:
 
     def _rows(self, keys: list[dict[str, str]], by: str = "sk") -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for i in range(0, len(keys), 100):
-            request = {self._table: {"Keys": [_av(k) for k in keys[i : i + 100]]}}
-            while request:
-                page = self._call("batch_get_item", RequestItems=request)
-                for raw in page.get("Responses", {}).get(self._table, []):
-                    item = _py(raw)
-                    out[item[by]] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal) and k != "expires_at"}
-                request = page.get("UnprocessedKeys") or {}
+        for raw in batches.batch_get(self._call, self._table, [_av(k) for k in keys], consistent=False):
+            item = _py(raw)
+            out[item[by]] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal) and k != "expires_at"}
         return out
 
     # --- writing a window ---------------------------------------------------------------------
@@ -373,15 +348,11 @@ class DynamoStats:
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": _av({":pk": f"retention#{task}"}),
         }
-        while True:
-            page = self._call("query", **kwargs)
-            for raw in page.get("Items", []):
-                item = _py(raw)
-                arm, _, day = str(item["sk"]).partition("#")
-                out[(arm, day)] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal)}
-            if "LastEvaluatedKey" not in page:
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for raw in batches.query(self._call, **kwargs):
+            item = _py(raw)
+            arm, _, day = str(item["sk"]).partition("#")
+            out[(arm, day)] = {k: int(v) for k, v in item.items() if isinstance(v, Decimal)}
+        return out
 
     # --- response rate: what SES says of the emails ------------------------------------------------
 
@@ -405,16 +376,9 @@ class DynamoStats:
     def _rows_raw(self, keys: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """(pk, sk) -> the item, for the keys that exist: BatchGetItem calls of 100."""
         out: dict[tuple[str, str], dict[str, Any]] = {}
-        for i in range(0, len(keys), 100):
-            request = {self._table: {"Keys": [_av(k) for k in keys[i : i + 100]]}}
-            while request:
-                page = self._call("batch_get_item", RequestItems=request)
-                for raw in page.get("Responses", {}).get(self._table, []):
-                    item = _py(raw)
-                    out[(str(item["pk"]), str(item["sk"]))] = item
-                request = page.get("UnprocessedKeys") or {}
-                if request:
-                    time.sleep(0.05)
+        for raw in batches.batch_get(self._call, self._table, [_av(k) for k in keys], consistent=False):
+            item = _py(raw)
+            out[(str(item["pk"]), str(item["sk"]))] = item
         return out
 
     # --- the write path -----------------------------------------------------------------------
