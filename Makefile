@@ -85,10 +85,10 @@ bandit: $(BIN)/.installed
 
 security: checkov bandit
 
-# the suite on two workers (this machine's cores), each taking whole test files: a file's fixtures
+# the checks two at a time, then the suite on two workers (this machine's cores), each taking whole test files: a file's fixtures
 # (one deployed stack, one `redflag serve`) are built once
 test: install
-	@$(MAKE) --no-print-directory lint typecheck security
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint typecheck security
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 openapi: $(BIN)/.installed
